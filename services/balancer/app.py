@@ -1,0 +1,125 @@
+"""The load balancer: an asyncio reverse proxy in front of the gateways, with its own admin routes.
+
+Its own routes are /health, /metrics, /control and /lb/*; every other request goes to a gateway.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from ..kit import ADMIN_HEADER, ApiError, HttpMetrics, Knobs, check_admin_token, error_body, load_config, parse_backends
+from ..kit.app import configure_logging
+from ..kit.tier import BalancedTier
+from .config import BalancerConfig
+from .proxy import Proxy
+
+log = logging.getLogger(__name__)
+PROXY_ROUTE = "/{tail}"
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=lambda obj: json.dumps(obj))
+
+
+class Balancer:
+    """The balancer's parts: config, knobs, the tier of gateways, the proxy and metrics."""
+
+    def __init__(self, config: BalancerConfig, registry: CollectorRegistry) -> None:
+        config.instance = config.instance or "load-balancer"
+        self.config = config
+        self.registry = registry
+        self.knobs = Knobs([], registry)
+        self.tier = BalancedTier("gateways", parse_backends(config.backends, "BALANCER_BACKENDS"), config, self.knobs, registry)
+        self.proxy = Proxy(self.tier, config.upstream_timeout, config.connect_timeout)
+        self.metrics = HttpMetrics("load-balancer", config.instance, registry)
+        self.started = time.time()
+
+    def admin(self, request: web.Request) -> None:
+        """Raise a 401 ApiError unless the request carries the admin token."""
+        check_admin_token(self.config.admin_token, request.headers.get(ADMIN_HEADER))
+
+    async def json_body(self, request: web.Request) -> Any:
+        """Return the request's JSON body or raise a 400 ApiError."""
+        try:
+            return await request.json()
+        except ValueError:
+            raise ApiError(400, "expected a JSON body with Content-Type: application/json") from None
+
+    async def start_health_checks(self, _app: web.Application) -> None:
+        """Start probing the gateways once the server runs."""
+        self.tier.start()
+
+    # ---------------------------------------------------------------- routes
+    async def health(self, request: web.Request) -> web.Response:
+        return _json({
+            "status": "ok", "service": "load-balancer", "instance": self.config.instance,
+            "uptime_seconds": round(time.time() - self.started, 3),
+            "healthy_backends": sum(b.healthy for b in self.tier.pool.backends()),
+        })  # fmt: skip
+
+    async def metrics_route(self, request: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(self.registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    async def control_get(self, request: web.Request) -> web.Response:
+        self.admin(request)
+        return _json({"instance": self.config.instance, "knobs": self.knobs.snapshot()})
+
+    async def control_put(self, request: web.Request) -> web.Response:
+        self.admin(request)
+        changed = self.knobs.update(await self.json_body(request))
+        log.info("control: changed %s", changed)
+        return _json({"instance": self.config.instance, "changed": changed, "knobs": self.knobs.values()})
+
+    async def status(self, request: web.Request) -> web.Response:
+        return _json(self.tier.pool.snapshot())
+
+    async def add_backend(self, request: web.Request) -> web.Response:
+        self.admin(request)
+        backend = self.tier.add_backend(await self.json_body(request))
+        return _json({"added": backend.name, "url": backend.url}, 201)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Time every request and turn every error into a JSON answer."""
+        started = time.perf_counter()
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None and resource.canonical != PROXY_ROUTE else "proxy"
+        try:
+            response = await handler(request)
+        except ApiError as exc:
+            response = _json(error_body(exc.status, exc.message, **exc.extra), exc.status)
+        except web.HTTPException as exc:
+            response = _json(error_body(exc.status, exc.reason), exc.status)
+        except Exception:
+            log.exception("unhandled error")
+            response = _json(error_body(500, "internal error; see the load balancer's log"), 500)
+        self.metrics.observe(route, request.method, response.status, time.perf_counter() - started)
+        return response
+
+
+def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegistry | None = None) -> web.Application:
+    """Build the balancer from the environment (``overrides`` win, for tests)."""
+    config = load_config(BalancerConfig, overrides)
+    configure_logging(config, "load-balancer")
+    balancer = Balancer(config, registry or CollectorRegistry())
+    app = web.Application(middlewares=[balancer.middleware], client_max_size=config.max_body_bytes)
+    app["balancer"] = balancer
+    app.router.add_get("/health", balancer.health)
+    app.router.add_get("/metrics", balancer.metrics_route)
+    app.router.add_get("/control", balancer.control_get)
+    app.router.add_put("/control", balancer.control_put)
+    app.router.add_get("/lb/status", balancer.status)
+    app.router.add_post("/lb/backends", balancer.add_backend)
+    app.router.add_route("*", PROXY_ROUTE.replace("}", ":.*}"), balancer.proxy.handle)
+    app.on_startup.append(balancer.proxy.open)
+    app.on_startup.append(balancer.start_health_checks)
+    app.on_cleanup.append(balancer.proxy.close)
+    return app

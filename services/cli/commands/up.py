@@ -1,0 +1,68 @@
+"""``scalelab up``: start the whole stack, wait until healthy, print the URLs."""
+
+from __future__ import annotations
+
+import os
+import secrets as tokens
+import signal
+import time
+from types import FrameType
+
+from ...orchestrator import OrchestratorError, Secrets
+from .. import exitcodes
+from ..context import Context
+from .status import print_status
+
+REAP_SECONDS = 0.5
+
+
+def stack_secrets() -> Secrets:
+    """Return the secrets from the environment, generating any that is not set."""
+    return Secrets(
+        jwt_secret=os.environ.get("SCALELAB_JWT_SECRET") or tokens.token_hex(32),
+        admin_token=os.environ.get("SCALELAB_ADMIN_TOKEN") or tokens.token_hex(16),
+    )
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(_signum: int, _frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def run(ctx: Context, detach: bool, port_offset: int) -> exitcodes.ExitCode:
+    """Start the stack; stay in the foreground until Ctrl-C unless ``detach``."""
+    orchestrator = ctx.orchestrator
+    ctx.say(f"starting ScaleLab from {orchestrator.run_dir} ...")
+    started = time.monotonic()
+    try:
+        orchestrator.up(stack_secrets(), port_offset)
+    except OrchestratorError as exc:
+        ctx.fail(str(exc))
+        return exitcodes.FAILED
+    except KeyboardInterrupt:
+        ctx.fail("interrupted while starting; everything started so far was stopped")
+        return exitcodes.INTERRUPTED
+    ctx.say(f"all instances healthy in {time.monotonic() - started:.1f} s\n")
+    print_status(ctx)
+    entry = next(i for i in orchestrator.instances() if i.name == "load-balancer")
+    ctx.say(f"\nOpen {entry.url}/token, then {entry.url}/data with the token in the Authorization header.")
+    ctx.say(f"Logs: {orchestrator.log_dir}   Admin token: {orchestrator.run_dir / 'state.json'}")
+    if detach:
+        ctx.say("Detached; stop it with `scalelab down`.")
+        return exitcodes.OK
+    ctx.say("Press Ctrl-C to stop.")
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        while True:
+            orchestrator.reap()
+            time.sleep(REAP_SECONDS)
+    except (KeyboardInterrupt, _Stop):
+        ctx.say("\nstopping ...")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stopped = orchestrator.down()
+        ctx.say(f"stopped {len(stopped)} instance(s)")
+    return exitcodes.OK

@@ -1,0 +1,63 @@
+"""Parser wiring for ``scalelab``: one sub-command per verb, each implemented in ``commands/``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..orchestrator import LocalOrchestrator
+from . import exitcodes
+from .commands import add, down, instance, status, up
+from .context import Context
+
+DEFAULT_RUN_DIR = ".scalelab"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``scalelab`` argument parser."""
+    parser = argparse.ArgumentParser(prog="scalelab", description="Run and control the ScaleLab stack.")
+    parser.add_argument(
+        "--run-dir",
+        default=os.environ.get("SCALELAB_RUN_DIR", DEFAULT_RUN_DIR),
+        help="where state, logs and data live (env SCALELAB_RUN_DIR; default ./.scalelab)",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+
+    p = verbs.add_parser("up", help="start the whole stack and wait until it is healthy")
+    p.add_argument("--detach", "-d", action="store_true", help="return once healthy instead of running until Ctrl-C")
+    p.add_argument("--port-offset", type=int, default=0, help="add this to every port (to run beside another stack)")
+    p.set_defaults(func=lambda ctx, a: up.run(ctx, a.detach, a.port_offset))
+
+    p = verbs.add_parser("down", help="stop a detached stack")
+    p.set_defaults(func=lambda ctx, a: down.run(ctx))
+
+    p = verbs.add_parser("status", help="show every instance with its health")
+    p.set_defaults(func=lambda ctx, a: status.run(ctx))
+
+    for action, text in (
+        ("kill", "kill an instance as a crash would (SIGKILL)"),
+        ("start", "start a killed instance again"),
+        ("pause", "freeze an instance (SIGSTOP): a hung process, not a dead one"),
+        ("resume", "unfreeze a paused instance"),
+    ):
+        p = verbs.add_parser(action, help=text)
+        p.add_argument("instance", help="e.g. gateway-2, microservice-1, cache")
+        p.set_defaults(func=lambda ctx, a, action=action: instance.run(ctx, action, a.instance))
+
+    p = verbs.add_parser("add", help="start one more instance and put it in rotation")
+    p.add_argument("service", choices=("microservice", "gateway"))
+    p.set_defaults(func=lambda ctx, a: add.run(ctx, a.service))
+    return parser
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Run ``scalelab`` with ``argv`` and return its exit code."""
+    args = build_parser().parse_args(argv)
+    ctx = Context(LocalOrchestrator(args.run_dir))
+    return int(args.func(ctx, args))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(cli())

@@ -1,0 +1,116 @@
+"""The database service: records in SQLite behind a simulated query latency and error rate."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, jsonify, request
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ..kit import LATENCY_BUCKETS, ApiError, Knob, Knobs, create_service_app, json_body, load_config
+from .config import DatabaseConfig
+from .store import RecordStore
+
+bp = Blueprint("database", __name__)
+MAX_PAGE = 1000
+
+
+class QuerySimulator:
+    """Make each query cost the configured latency and fail at the configured rate; count it."""
+
+    def __init__(self, knobs: Knobs, registry: CollectorRegistry, rng: random.Random | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:  # fmt: skip
+        self._knobs = knobs
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        self.queries = Counter("scalelab_db_queries", "Database queries, by operation.", ["operation"], registry=registry)
+        self.failures = Counter(
+            "scalelab_db_injected_errors", "Queries failed on purpose (error_rate knob).", registry=registry
+        )
+        self.duration = Histogram(
+            "scalelab_db_query_duration_seconds", "Time a query took, simulated latency included.",
+            ["operation"], buckets=LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.counts: dict[str, int] = {}
+
+    def run(self, operation: str, query: Callable[[], Any]) -> Any:
+        """Wait the simulated latency, maybe fail on purpose, then run ``query``."""
+        started = time.perf_counter()
+        self.queries.labels(operation).inc()
+        self.counts[operation] = self.counts.get(operation, 0) + 1
+        delay = self._knobs["latency_ms"] + self._rng.uniform(-1, 1) * self._knobs["jitter_ms"]
+        if delay > 0:
+            self._sleep(delay / 1000)
+        try:
+            if self._rng.random() < self._knobs["error_rate"]:
+                self.failures.inc()
+                raise ApiError(503, "injected database error (error_rate knob); retry or lower the rate")
+            return query()
+        finally:
+            self.duration.labels(operation).observe(time.perf_counter() - started)
+
+
+def _store() -> RecordStore:
+    return current_app.extensions["record_store"]
+
+
+def _sim() -> QuerySimulator:
+    return current_app.extensions["query_simulator"]
+
+
+def _int_arg(name: str, default: int, maximum: int) -> int:
+    raw = request.args.get(name, str(default))
+    if not raw.isdigit() or int(raw) > maximum:
+        raise ApiError(400, f"{name} must be a whole number from 0 to {maximum}, not {raw!r}")
+    return int(raw)
+
+
+@bp.get("/db")
+def list_records():
+    limit = _int_arg("limit", 100, MAX_PAGE)
+    offset = _int_arg("offset", 0, 10**9)
+    records = _sim().run("list", lambda: _store().list(limit, offset))
+    return jsonify({"records": records, "count": len(records), "total": _store().count(), "offset": offset})
+
+
+@bp.get("/db/<path:record_id>")
+def get_record(record_id: str):
+    record, created = _sim().run("read", lambda: _store().get_or_create(record_id))
+    return jsonify({**record, "created": created} if created else record)
+
+
+@bp.put("/db/<path:record_id>")
+def put_record(record_id: str):
+    data = json_body()
+    if not isinstance(data, dict):
+        raise ApiError(400, "send the record as a JSON object")
+    return jsonify(_sim().run("write", lambda: _store().put(record_id, data)))
+
+
+@bp.get("/stats")
+def stats():
+    return jsonify({"queries": dict(_sim().counts), "total_queries": sum(_sim().counts.values()), "records": _store().count()})
+
+
+def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegistry | None = None) -> Flask:
+    """Build the database service from the environment (``overrides`` win, for tests)."""
+    config = load_config(DatabaseConfig, overrides)
+    registry = registry or CollectorRegistry()
+    knobs = Knobs(
+        [
+            Knob("latency_ms", float(config.latency_ms), "Simulated time per query (ms).", 0, 60_000),
+            Knob("jitter_ms", float(config.jitter_ms), "Random +/- spread on the latency (ms).", 0, 60_000),
+            Knob("error_rate", float(config.error_rate), "Share of queries failing with 503.", 0, 1),
+        ],
+        registry,
+    )
+    store = RecordStore(config.path, config.seed_records)
+    Gauge("scalelab_db_records", "Records stored.", registry=registry).set_function(store.count)
+    app = create_service_app("database", config, knobs, registry)
+    app.extensions["record_store"] = store
+    app.extensions["query_simulator"] = QuerySimulator(knobs, registry)
+    app.register_blueprint(bp)
+    return app

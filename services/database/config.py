@@ -1,0 +1,19 @@
+"""Database service settings (environment variables and their defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..kit import ServiceSettings, setting
+
+
+@dataclass
+class DatabaseConfig(ServiceSettings):
+    """Settings of the database service."""
+
+    port: int = setting(5002, "DATABASE_PORT", "Port of the database service.")
+    path: str = setting("scalelab-data/database.sqlite3", "DATABASE_PATH", "SQLite file; seeded when empty.")
+    seed_records: int = setting(100, "DATABASE_SEED_RECORDS", "Numbered records (1..N) created at first start.")
+    latency_ms: float = setting(50.0, "DATABASE_LATENCY_MS", "Simulated time per query, in milliseconds.")
+    jitter_ms: float = setting(10.0, "DATABASE_JITTER_MS", "Random +/- spread added to the latency.")
+    error_rate: float = setting(0.0, "DATABASE_ERROR_RATE", "Share of queries that fail with 503 (0..1).")

@@ -1,0 +1,88 @@
+"""The Flask app factory every service builds on: /health, /metrics, /control, JSON errors, metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from .auth import require_admin
+from .errors import ApiError, register_error_handlers
+from .knobs import Knobs
+from .metrics import HttpMetrics, instrument_flask
+from .settings import ServiceSettings
+
+__all__ = ["create_service_app", "json_body"]
+
+
+def json_body() -> Any:
+    """Return the request's JSON body; raise a 400 ApiError when it is missing or malformed."""
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ApiError(400, "expected a JSON body with Content-Type: application/json")
+    return data
+
+
+def configure_logging(settings: ServiceSettings, service: str) -> None:
+    """Log to stderr with the instance name on every line, so interleaved logs stay readable."""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format=f"%(asctime)s {settings.instance or service} %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+def create_service_app(
+    service: str,
+    settings: ServiceSettings,
+    knobs: Knobs,
+    registry: CollectorRegistry,
+    health: Callable[[], dict[str, Any]] | None = None,
+) -> Flask:
+    """Return a Flask app with the routes and behaviour every ScaleLab service shares.
+
+    :param service: the service kind (``gateway``, ``cache`` ...), used in logs and metrics.
+    :param settings: the service's settings (instance name, admin token, body limit ...).
+    :param knobs: the runtime knobs ``GET/PUT /control`` reads and changes.
+    :param registry: the Prometheus registry ``/metrics`` exposes (tests pass a fresh one).
+    :param health: extra fields for ``/health`` (e.g. a dependency's state).
+    """
+    settings.instance = settings.instance or service
+    configure_logging(settings, service)
+    app = Flask(f"scalelab.{service}")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.strict_slashes = False
+    register_error_handlers(app)
+    instrument_flask(app, HttpMetrics(service, settings.instance, registry))
+    started = time.time()
+    admin = require_admin(settings.admin_token)
+
+    @app.get("/health")
+    def health_route():
+        body = {"status": "ok", "service": service, "instance": settings.instance, "uptime_seconds": round(time.time() - started, 3)}
+        if health is not None:
+            body.update(health())
+        return jsonify(body)
+
+    @app.get("/metrics")
+    def metrics_route():
+        return Response(generate_latest(registry), mimetype=None, content_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/control")
+    @admin
+    def control_get():
+        return jsonify({"instance": settings.instance, "knobs": knobs.snapshot()})
+
+    @app.put("/control")
+    @admin
+    def control_put():
+        changed = knobs.update(json_body())
+        logging.getLogger(service).info("control: changed %s", changed)
+        return jsonify({"instance": settings.instance, "changed": changed, "knobs": knobs.values()})
+
+    return app

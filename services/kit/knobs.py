@@ -1,0 +1,138 @@
+"""Runtime knobs: named, validated settings a running service lets the control API change.
+
+Every knob is also exported as a Prometheus gauge so a chart shows when it changed.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from .errors import ApiError
+
+__all__ = ["Knob", "Knobs"]
+
+
+@dataclass
+class Knob:
+    """One runtime setting: its type, its allowed range or choices, and its current value."""
+
+    name: str
+    value: Any
+    doc: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+    kind: type = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.kind = type(self.value)
+        self.value = self.coerce(self.value)
+
+    def coerce(self, raw: Any) -> Any:
+        """Return ``raw`` converted to this knob's type; raise a 400 ApiError when it does not fit."""
+        if self.kind is bool:
+            if not isinstance(raw, bool):
+                raise ApiError(400, f"knob {self.name!r} takes true or false, not {raw!r}")
+            return raw
+        if self.kind in (int, float):
+            if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
+                raise ApiError(400, f"knob {self.name!r} takes a number, not {raw!r}")
+            if self.kind is int and int(raw) != raw:
+                raise ApiError(400, f"knob {self.name!r} takes a whole number, not {raw!r}")
+            if (self.minimum is not None and raw < self.minimum) or (self.maximum is not None and raw > self.maximum):
+                raise ApiError(400, f"knob {self.name!r} must lie in [{self.minimum}, {self.maximum}], not {raw!r}")
+            return self.kind(raw)
+        if not isinstance(raw, str) or (self.choices is not None and raw not in self.choices):
+            raise ApiError(400, f"knob {self.name!r} takes one of {list(self.choices or [])}, not {raw!r}")
+        return raw
+
+    def describe(self) -> dict[str, Any]:
+        """Return the knob as JSON for ``GET /control``."""
+        out: dict[str, Any] = {"value": self.value, "type": self.kind.__name__, "doc": self.doc}
+        if self.minimum is not None:
+            out["min"] = self.minimum
+        if self.maximum is not None:
+            out["max"] = self.maximum
+        if self.choices is not None:
+            out["choices"] = list(self.choices)
+        return out
+
+
+Listener = Callable[[str, Any], None]
+
+
+class Knobs(Collector):
+    """A service's knobs: read them by name on the hot path, change them all-or-nothing."""
+
+    def __init__(self, knobs: Iterable[Knob], registry: CollectorRegistry | None = None) -> None:
+        self._knobs = {knob.name: knob for knob in knobs}
+        self._values = {name: knob.value for name, knob in self._knobs.items()}
+        self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
+        if registry is not None:
+            registry.register(self)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._knobs
+
+    def add(self, knob: Knob) -> None:
+        """Add a knob after construction (e.g. a weight for a backend added at runtime)."""
+        with self._lock:
+            self._knobs[knob.name] = knob
+            self._values[knob.name] = knob.value
+
+    def on_change(self, listener: Listener) -> None:
+        """Call ``listener(name, value)`` after each knob changes."""
+        self._listeners.append(listener)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return every knob with its value, type and limits."""
+        return {name: knob.describe() for name, knob in self._knobs.items()}
+
+    def values(self) -> dict[str, Any]:
+        """Return the current value of every knob."""
+        return dict(self._values)
+
+    def update(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate every change first, then apply them together; return the knobs that changed."""
+        if not isinstance(changes, Mapping) or not changes:
+            raise ApiError(400, f"send a JSON object of knob values, e.g. {{{next(iter(self._knobs), 'knob')!r}: ...}}")
+        unknown = sorted(set(changes) - set(self._knobs))
+        if unknown:
+            raise ApiError(400, f"unknown knob(s) {unknown}; known: {sorted(self._knobs)}")
+        coerced = {name: self._knobs[name].coerce(raw) for name, raw in changes.items()}
+        with self._lock:
+            for name, value in coerced.items():
+                self._knobs[name].value = value
+            # Replace the dict so readers on the hot path never see a half-applied change.
+            self._values = {name: knob.value for name, knob in self._knobs.items()}
+        for name, value in coerced.items():
+            for listener in self._listeners:
+                listener(name, value)
+        return coerced
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        """Export numeric knobs as ``scalelab_knob_value`` and choice knobs as ``scalelab_knob_choice``."""
+        values = GaugeMetricFamily("scalelab_knob_value", "Current value of a runtime knob.", labels=["knob"])
+        choices = GaugeMetricFamily(
+            "scalelab_knob_choice", "Runtime knob with a named value (1 for the chosen one).", labels=["knob", "value"]
+        )
+        for name, knob in self._knobs.items():
+            if knob.kind is str:
+                for choice in knob.choices or (knob.value,):
+                    choices.add_metric([name, choice], 1.0 if choice == knob.value else 0.0)
+            else:
+                values.add_metric([name], float(knob.value))
+        yield values
+        yield choices

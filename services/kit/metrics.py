@@ -1,0 +1,53 @@
+"""HTTP metrics for Flask services, following the Prometheus naming conventions."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, g, request
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["LATENCY_BUCKETS", "HttpMetrics", "instrument_flask"]
+
+# Seconds; fine at the low end because cache hits take about a millisecond.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class HttpMetrics:
+    """Request count, duration and in-flight gauge for one service, labelled by route (never by raw path)."""
+
+    def __init__(self, service: str, instance: str, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "scalelab_http_requests", "HTTP requests served, by route, method and status.",
+            ["route", "method", "status"], registry=registry,
+        )  # fmt: skip
+        self.duration = Histogram(
+            "scalelab_http_request_duration_seconds", "Time to serve an HTTP request, by route.",
+            ["route"], buckets=LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.in_flight = Gauge("scalelab_http_requests_in_flight", "HTTP requests being served.", registry=registry)
+        info = Gauge("scalelab_instance_info", "Which service and instance this is.", ["service", "instance"], registry=registry)
+        info.labels(service, instance).set(1)
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Record one finished request."""
+        self.requests.labels(route, method, str(status)).inc()
+        self.duration.labels(route).observe(seconds)
+
+
+def instrument_flask(app: Flask, metrics: HttpMetrics) -> None:
+    """Count and time every request the app serves, including the ones that fail."""
+
+    @app.before_request
+    def _start() -> None:
+        g.scalelab_started = time.perf_counter()
+        metrics.in_flight.inc()
+
+    @app.after_request
+    def _finish(response):  # type: ignore[no-untyped-def]
+        started = g.pop("scalelab_started", None)
+        if started is not None:
+            metrics.in_flight.dec()
+            rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+            metrics.observe(rule, request.method, response.status_code, time.perf_counter() - started)
+        return response

@@ -1,0 +1,49 @@
+"""Settings every Flask service shares; each service's config class extends :class:`ServiceSettings`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import ConfigError, setting
+from .health import HealthPolicy
+
+__all__ = ["ServiceSettings", "PoolSettings", "parse_backends"]
+
+
+@dataclass
+class ServiceSettings:
+    """What every service reads from the environment (a service adds its own fields)."""
+
+    instance: str = setting("", "SCALELAB_INSTANCE", "Instance name in logs, metrics and /health (e.g. gateway-2).")
+    host: str = setting("0.0.0.0", "SCALELAB_BIND", "Address to listen on (the launcher uses 127.0.0.1).")
+    port: int = setting(0, "SCALELAB_PORT", "Port to listen on (each service sets its own default).")
+    admin_token: str = setting("", "SCALELAB_ADMIN_TOKEN", "Token the control API requires; empty disables it.")
+    max_body_bytes: int = setting(1_048_576, "SCALELAB_MAX_BODY_BYTES", "Largest request body accepted (413 above).")
+    log_level: str = setting("info", "SCALELAB_LOG_LEVEL", "debug, info, warning or error.")
+
+
+@dataclass
+class PoolSettings:
+    """How a tier balances and health-checks its backends (shared by the balancer and the gateways)."""
+
+    algorithm: str = setting("round_robin", "SCALELAB_ALGORITHM", "round_robin, least_connections, power_of_two or weighted_round_robin.")
+    health_interval: float = setting(0.25, "SCALELAB_HEALTH_INTERVAL", "Seconds between health checks of a backend.")
+    health_timeout: float = setting(0.3, "SCALELAB_HEALTH_TIMEOUT", "Seconds a health check may take.")
+    health_fall: int = setting(2, "SCALELAB_HEALTH_FALL", "Failed checks in a row that mark a backend down.")
+    health_rise: int = setting(2, "SCALELAB_HEALTH_RISE", "Passed checks in a row that mark it up again.")
+    upstream_timeout: float = setting(10.0, "SCALELAB_UPSTREAM_TIMEOUT", "Seconds to wait for a backend's answer.")
+
+    def health_policy(self) -> HealthPolicy:
+        """Return the health-check policy these settings describe."""
+        return HealthPolicy(self.health_interval, self.health_timeout, self.health_fall, self.health_rise)
+
+
+def parse_backends(entries: list[str], env: str) -> list[tuple[str, str]]:
+    """Parse ``name=url`` entries (as in ``GATEWAY_BACKENDS``) into ``(name, url)`` pairs."""
+    backends = []
+    for entry in entries:
+        name, sep, url = entry.partition("=")
+        if not sep or not name.strip() or not url.strip().startswith("http://"):
+            raise ConfigError(f"{env}: expected name=http://host:port entries separated by commas, got {entry!r}")
+        backends.append((name.strip(), url.strip()))
+    return backends

@@ -1,0 +1,114 @@
+"""A balanced tier: a pool, its health checker, and its knobs (algorithm, weights) wired together.
+
+The balancer (gateways) and each gateway (microservices) build one; the sync :meth:`request`
+is the gateway's failover loop, the balancer has the same loop in asyncio.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from .algorithms import ALGORITHMS
+from .errors import ApiError
+from .health import HealthChecker, Probe, http_probe
+from .httpclient import HttpClient, Response, UpstreamError
+from .knobs import Knob, Knobs
+from .pool import Backend, NoHealthyBackend, Pool, retryable
+from .settings import PoolSettings
+
+__all__ = ["BalancedTier", "WEIGHT_PREFIX"]
+
+log = logging.getLogger(__name__)
+WEIGHT_PREFIX = "weight."
+MAX_WEIGHT = 100
+
+
+class BalancedTier:
+    """Backends of one tier with health checks, runtime algorithm/weight knobs and failover."""
+
+    def __init__(
+        self,
+        name: str,
+        backends: Iterable[tuple[str, str]],
+        settings: PoolSettings,
+        knobs: Knobs,
+        registry: CollectorRegistry | None,
+        probe: Probe = http_probe,
+    ) -> None:
+        self.settings = settings
+        self.pool = Pool(name, backends, settings.algorithm, settings.health_policy(), registry)
+        self.checker = HealthChecker(self.pool, self.pool.policy, probe)
+        self.knobs = knobs
+        self._clients: dict[str, HttpClient] = {}
+        knobs.add(Knob("algorithm", settings.algorithm, f"How {name} picks a backend.", choices=tuple(ALGORITHMS)))
+        for backend in self.pool.backends():
+            self._add_weight_knob(backend)
+        knobs.on_change(self._apply)
+        self.pool.on_transition(
+            lambda backend, healthy: log.warning("%s %s is now %s", name, backend.name, "UP" if healthy else "DOWN")
+        )
+
+    def _add_weight_knob(self, backend: Backend) -> None:
+        self.knobs.add(Knob(f"{WEIGHT_PREFIX}{backend.name}", backend.weight, f"Weight of {backend.name}.", 0, MAX_WEIGHT))
+
+    def _apply(self, name: str, value: Any) -> None:
+        if name == "algorithm":
+            self.pool.set_algorithm(value)
+        elif name.startswith(WEIGHT_PREFIX):
+            self.pool.set_weight(name.removeprefix(WEIGHT_PREFIX), value)
+
+    def start(self) -> None:
+        """Start health-checking every backend."""
+        self.checker.start()
+
+    def add_backend(self, spec: Any) -> Backend:
+        """Add a backend from ``{"name": ..., "url": ..., "weight": ...}``; raise a 4xx ApiError when invalid."""
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("url"), str):
+            raise ApiError(400, 'send {"name": "microservice-4", "url": "http://127.0.0.1:5008", "weight": 1}')
+        if not spec["url"].startswith("http://"):
+            raise ApiError(400, f"backend url must look like http://host:port, not {spec['url']!r}")
+        weight = spec.get("weight", 1)
+        if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= MAX_WEIGHT:
+            raise ApiError(400, f"weight must be a whole number from 0 to {MAX_WEIGHT}")
+        try:
+            backend = self.pool.add(spec["name"], spec["url"], weight)
+        except ValueError as exc:
+            raise ApiError(409, str(exc)) from None
+        self._add_weight_knob(backend)
+        self.checker.watch(backend)
+        return backend
+
+    def client(self, backend: Backend) -> HttpClient:
+        """Return the pooled HTTP client for ``backend``."""
+        client = self._clients.get(backend.name)
+        if client is None:
+            client = self._clients[backend.name] = HttpClient(backend.url, timeout=self.settings.upstream_timeout)
+        return client
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[Backend, Response]:
+        """Send a request to a healthy backend, failing over to the next one when that is safe.
+
+        Raise a 503 ApiError when no backend is healthy, and a 502 when every attempt failed.
+        """
+        last_error = ""
+        try:
+            for backend in self.pool.attempts():
+                self.pool.begin(backend)
+                try:
+                    response = self.client(backend).request(method, path, body, headers)
+                except UpstreamError as exc:
+                    self.pool.end(backend, exc.failure.value)
+                    self.pool.report_failure(backend, exc.failure, str(exc))
+                    last_error = f"{backend.name}: {exc}"
+                    if retryable(exc.failure, method):
+                        continue
+                    break
+                self.pool.end(backend, response.status)
+                return backend, response
+        except NoHealthyBackend as exc:
+            raise ApiError(503, f"{exc}; start one (scalelab start <instance>) or wait for its health check to pass") from None
+        raise ApiError(502, f"every attempt in pool {self.pool.name!r} failed; last: {last_error}")

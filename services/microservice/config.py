@@ -1,0 +1,17 @@
+"""Microservice settings (environment variables and their defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..kit import ServiceSettings, setting
+
+
+@dataclass
+class MicroserviceConfig(ServiceSettings):
+    """Settings of one microservice instance."""
+
+    port: int = setting(5001, "MICROSERVICE_PORT", "Port of this microservice instance.")
+    service_id: str = setting("1", "MICROSERVICE_ID", "The id /process reports as service_id.")
+    service_time_ms: float = setting(10.0, "MICROSERVICE_SERVICE_TIME_MS", "Time one /process call takes (ms).")
+    error_rate: float = setting(0.0, "MICROSERVICE_ERROR_RATE", "Share of calls failing with 503 (0..1).")

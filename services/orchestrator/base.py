@@ -1,0 +1,75 @@
+"""The orchestrator interface: list, kill, start, pause, resume and add instances, in any mode.
+
+The local-process implementation lives in :mod:`.local`; a Docker one fits the same interface.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+__all__ = ["InstanceInfo", "Orchestrator", "OrchestratorError", "UnknownInstance", "PROCESS_STATES"]
+
+PROCESS_STATES = ("running", "paused", "stopped")
+
+
+class OrchestratorError(RuntimeError):
+    """An instance could not be started, stopped or changed; the message says which and what to do."""
+
+
+class UnknownInstance(OrchestratorError, KeyError):
+    """No instance has that name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    """What the orchestrator knows of one instance."""
+
+    name: str
+    service: str
+    port: int
+    state: str  # one of PROCESS_STATES
+    pid: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class Orchestrator(abc.ABC):
+    """Controls the processes (or containers) of one ScaleLab stack."""
+
+    @abc.abstractmethod
+    def instances(self) -> list[InstanceInfo]:
+        """Return every instance of the stack with its process state."""
+
+    @abc.abstractmethod
+    def kill(self, name: str) -> InstanceInfo:
+        """Stop an instance at once, as a crash would (SIGKILL)."""
+
+    @abc.abstractmethod
+    def start(self, name: str) -> InstanceInfo:
+        """Start a stopped instance again and wait until it is healthy."""
+
+    @abc.abstractmethod
+    def pause(self, name: str) -> InstanceInfo:
+        """Freeze an instance: it keeps its connections but answers nothing (a hung process)."""
+
+    @abc.abstractmethod
+    def resume(self, name: str) -> InstanceInfo:
+        """Unfreeze a paused instance."""
+
+    @abc.abstractmethod
+    def add(self, service: str) -> InstanceInfo:
+        """Start one more instance of ``service`` (e.g. microservice-4) and wait until it is healthy."""
+
+    def get(self, name: str) -> InstanceInfo:
+        """Return the instance called ``name``; raise UnknownInstance naming the known ones."""
+        instances = self.instances()
+        for info in instances:
+            if info.name == name:
+                return info
+        raise UnknownInstance(f"no instance named {name!r}; known: {', '.join(i.name for i in instances)}")

@@ -1,0 +1,106 @@
+"""The stack's instances: names, ports and the environment each one starts with.
+
+One place says which instances exist, so every mode uses the same names and ports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["InstanceSpec", "Secrets", "default_topology", "EXTRA_PORT_BASE", "START_ORDER"]
+
+# Ports of the classic lab, kept exactly.
+PORTS = {
+    "load-balancer": 8000,
+    "gateway-1": 5000,
+    "gateway-2": 5003,
+    "cache": 5004,
+    "database": 5002,
+    "microservice-1": 5001,
+    "microservice-2": 5006,
+    "microservice-3": 5007,
+    "worker": 5005,
+}
+# Instances added at runtime (scalelab add) get ports from here up.
+EXTRA_PORT_BASE = 5100
+# Dependencies first, so each instance finds what it calls already listening.
+START_ORDER = ("database", "cache", "worker", "microservice", "gateway", "load-balancer")
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """The JWT secret every gateway shares and the admin token every control API checks."""
+
+    jwt_secret: str
+    admin_token: str
+
+
+@dataclass
+class InstanceSpec:
+    """How to start one instance: its service, port and environment."""
+
+    name: str
+    service: str
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+def service_of(name: str) -> str:
+    """Return the service an instance name belongs to (``gateway-2`` -> ``gateway``)."""
+    base, _, number = name.rpartition("-")
+    return base if number.isdigit() else name
+
+
+def index_of(name: str) -> str:
+    """Return the instance number as a string id (``gateway-2`` -> ``"2"``)."""
+    return name.rpartition("-")[2]
+
+
+def instance_env(
+    name: str, port: int, specs_ports: dict[str, int], secrets: Secrets, data_dir: Path
+) -> dict[str, str]:
+    """Return the environment for instance ``name`` given the ports of every instance."""
+    service = service_of(name)
+    env = {
+        "SCALELAB_INSTANCE": name,
+        "SCALELAB_BIND": "127.0.0.1",
+        "SCALELAB_ADMIN_TOKEN": secrets.admin_token,
+    }
+    def members(prefix: str) -> str:
+        return ",".join(f"{n}={_url(p)}" for n, p in sorted(specs_ports.items()) if service_of(n) == prefix)
+    if service == "load-balancer":
+        env.update(BALANCER_PORT=str(port), BALANCER_BACKENDS=members("gateway"))
+    elif service == "gateway":
+        env.update(
+            GATEWAY_PORT=str(port),
+            GATEWAY_ID=index_of(name),
+            SCALELAB_JWT_SECRET=secrets.jwt_secret,
+            GATEWAY_CACHE_URL=_url(specs_ports["cache"]),
+            GATEWAY_DATABASE_URL=_url(specs_ports["database"]),
+            GATEWAY_WORKER_URL=_url(specs_ports["worker"]),
+            GATEWAY_MICROSERVICES=members("microservice"),
+        )
+    elif service == "microservice":
+        env.update(MICROSERVICE_PORT=str(port), MICROSERVICE_ID=index_of(name))
+    elif service == "cache":
+        env.update(CACHE_PORT=str(port))
+    elif service == "database":
+        env.update(DATABASE_PORT=str(port), DATABASE_PATH=str(data_dir / "database.sqlite3"))
+    elif service == "worker":
+        env.update(WORKER_PORT=str(port), WORKER_QUEUE_PATH=str(data_dir / "tasks.sqlite3"))
+    return env
+
+
+def default_topology(secrets: Secrets, data_dir: Path, port_offset: int = 0) -> list[InstanceSpec]:
+    """Return the nine instances of the standard stack, in start order."""
+    ports = {name: port + port_offset for name, port in PORTS.items()}
+    specs = [
+        InstanceSpec(name, service_of(name), port, instance_env(name, port, ports, secrets, data_dir))
+        for name, port in ports.items()
+    ]
+    return sorted(specs, key=lambda spec: START_ORDER.index(spec.service))
