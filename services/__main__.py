@@ -13,8 +13,6 @@ WSGI_SERVICES = {
     "worker": ("worker", "WorkerConfig"),
 }
 SERVICES = ("load-balancer", *WSGI_SERVICES)
-# The worker runs its task pool on real threads; the request-serving services use gevent.
-WORKER_CLASSES = {"worker": "gthread"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,23 +27,21 @@ def main(argv: list[str] | None = None) -> int:
 
         serve_balancer()
         return 0
-    worker_class = WORKER_CLASSES.get(service, "gevent")
-    if worker_class == "gevent":
-        # Patch before anything else imports socket or threading (gunicorn does it again in the worker).
-        from gevent import monkey
-
-        monkey.patch_all()
     import importlib
 
     from .kit.config import load_config
-    from .kit.server import serve_wsgi
 
     package, config_name = WSGI_SERVICES[service]
-    module = importlib.import_module(f".{package}.app", __package__)
     config_class = getattr(importlib.import_module(f".{package}.config", __package__), config_name)
     settings = load_config(config_class)
-    settings.instance = settings.instance or service
-    serve_wsgi(module.create_app, settings, worker_class=worker_class)
+    if settings.server == "gunicorn" and settings.worker_class == "gevent":
+        # Patch before anything else uses socket or threading (gunicorn does it again in the worker).
+        from gevent import monkey
+
+        monkey.patch_all()
+    from .kit.server import serve_wsgi
+
+    serve_wsgi(f"services.{package}.app:create_app", settings, settings.server, settings.worker_class, settings.threads)
     return 0
 
 

@@ -35,7 +35,9 @@ class Balancer:
         self.config = config
         self.registry = registry
         self.knobs = Knobs([], registry)
-        self.tier = BalancedTier("gateways", parse_backends(config.backends, "BALANCER_BACKENDS"), config, self.knobs, registry)
+        self.tier = BalancedTier(
+            "gateways", parse_backends(config.backends, "BALANCER_BACKENDS"), config, self.knobs, registry
+        )
         self.proxy = Proxy(self.tier, config.upstream_timeout, config.connect_timeout)
         self.metrics = HttpMetrics("load-balancer", config.instance, registry)
         self.started = time.time()

@@ -16,7 +16,7 @@ from yarl import URL
 from ..kit import ApiError, Failure, NoHealthyBackend, retryable
 from ..kit.tier import BalancedTier
 
-__all__ = ["Proxy", "HOP_BY_HOP"]
+__all__ = ["HOP_BY_HOP", "Proxy"]
 
 # Headers that describe one connection, not the message (RFC 9110 section 7.6.1), plus the
 # ones aiohttp sets itself on the way out.
@@ -48,7 +48,10 @@ class Proxy:
         """Create the client session (inside the running event loop)."""
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, use_dns_cache=True)
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding")
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
 
     async def close(self, _app: web.Application | None = None) -> None:
@@ -74,7 +77,7 @@ class Proxy:
                         method, url, headers=headers, data=body, allow_redirects=False
                     ) as upstream:
                         payload = await upstream.read()
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiohttp.ClientError) as exc:
                     failure = classify(exc)
                     pool.end(backend, failure.value)
                     pool.report_failure(backend, failure, str(exc) or type(exc).__name__)
@@ -87,5 +90,7 @@ class Proxy:
                 out["X-Served-By"] = backend.name
                 return web.Response(status=upstream.status, body=payload, headers=out)
         except NoHealthyBackend as exc:
-            raise ApiError(503, f"{exc}; start a gateway (scalelab start gateway-1) or wait for its health check") from None
+            raise ApiError(
+                503, f"{exc}; start a gateway (scalelab start gateway-1) or wait for its health check"
+            ) from None
         raise ApiError(502, f"no gateway could answer; last failure: {last_error}")

@@ -76,7 +76,15 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     registry = registry or CollectorRegistry()
     store = CacheStore(config.capacity, config.default_ttl_seconds, registry=registry)
     knobs = Knobs(
-        [Knob("default_ttl_seconds", float(config.default_ttl_seconds), "TTL for entries stored without one.", 0.001, 86_400)],
+        [
+            Knob(
+                "default_ttl_seconds",
+                float(config.default_ttl_seconds),
+                "TTL for entries stored without one.",
+                0.001,
+                86_400,
+            )
+        ],
         registry,
     )
     knobs.on_change(lambda _name, value: setattr(store, "default_ttl", value))

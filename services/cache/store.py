@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["Entry", "CacheStore"]
+__all__ = ["CacheStore", "Entry"]
 
 
 class Entry(NamedTuple):
@@ -31,7 +31,7 @@ class _CountingCache(TLRUCache):
         self.evictions = 0
         self.expirations = 0
 
-    def expire(self, time: float | None = None) -> list[tuple[Any, Any]]:  # noqa: A002 - cachetools' name
+    def expire(self, time: float | None = None) -> list[tuple[Any, Any]]:
         expired = super().expire(time)
         self.expirations += len(expired)
         return expired
@@ -141,4 +141,6 @@ class CacheStore(Collector):
         ):
             yield CounterMetricFamily(f"scalelab_cache_{name}", doc, value=stats[name])
         yield GaugeMetricFamily("scalelab_cache_entries", "Live entries in the cache.", value=stats["size"])
-        yield GaugeMetricFamily("scalelab_cache_capacity_entries", "Most entries the cache holds.", value=stats["capacity"])
+        yield GaugeMetricFamily(
+            "scalelab_cache_capacity_entries", "Most entries the cache holds.", value=stats["capacity"]
+        )

@@ -7,7 +7,6 @@ import os
 import sys
 
 from ..orchestrator import LocalOrchestrator
-from . import exitcodes
 from .commands import add, down, instance, status, up
 from .context import Context
 

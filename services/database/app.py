@@ -26,7 +26,9 @@ class QuerySimulator:
         self._knobs = knobs
         self._rng = rng or random.Random()
         self._sleep = sleep
-        self.queries = Counter("scalelab_db_queries", "Database queries, by operation.", ["operation"], registry=registry)
+        self.queries = Counter(
+            "scalelab_db_queries", "Database queries, by operation.", ["operation"], registry=registry
+        )
         self.failures = Counter(
             "scalelab_db_injected_errors", "Queries failed on purpose (error_rate knob).", registry=registry
         )
@@ -92,7 +94,9 @@ def put_record(record_id: str):
 
 @bp.get("/stats")
 def stats():
-    return jsonify({"queries": dict(_sim().counts), "total_queries": sum(_sim().counts.values()), "records": _store().count()})
+    return jsonify(
+        {"queries": dict(_sim().counts), "total_queries": sum(_sim().counts.values()), "records": _store().count()}
+    )
 
 
 def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegistry | None = None) -> Flask:

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RecordStore", "make_record", "SEED_IDS"]
+__all__ = ["SEED_IDS", "RecordStore", "make_record"]
 
 # The classic lab reads these ids; the seed adds numbered records next to them.
 SEED_IDS = ("my_data",)
@@ -71,7 +71,9 @@ class RecordStore:
     def list(self, limit: int, offset: int) -> list[dict[str, Any]]:
         """Return up to ``limit`` records ordered by id, skipping ``offset``."""
         with self._lock:
-            rows = self._conn.execute("SELECT data FROM records ORDER BY id LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+            rows = self._conn.execute(
+                "SELECT data FROM records ORDER BY id LIMIT ? OFFSET ?", (limit, offset)
+            ).fetchall()
         return [json.loads(row[0]) for row in rows]
 
     def count(self) -> int:

@@ -36,12 +36,20 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, registry: CollectorRegistry) -> None:
         if not config.jwt_secret:
-            raise ConfigError("SCALELAB_JWT_SECRET is not set: every gateway needs the same secret (scalelab up sets one)")
+            raise ConfigError(
+                "SCALELAB_JWT_SECRET is not set: every gateway needs the same secret (scalelab up sets one)"
+            )
         self.config = config
         self.knobs = Knobs(
             [
                 Knob("cache_enabled", config.cache_enabled, "Use the cache for /data (cache-aside)."),
-                Knob("cache_ttl_seconds", float(config.cache_ttl_seconds), "TTL of entries this gateway stores (s).", 0.001, 86_400),
+                Knob(
+                    "cache_ttl_seconds",
+                    float(config.cache_ttl_seconds),
+                    "TTL of entries this gateway stores (s).",
+                    0.001,
+                    86_400,
+                ),
                 Knob("coalescing", config.coalescing, "Coalesce concurrent database reads of one key."),
             ],
             registry,
@@ -153,4 +161,3 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     app.add_url_rule("/pool/backends", "add_backend", require_admin(config.admin_token)(_add_backend), methods=["POST"])
     gateway.microservices.start()
     return app
-

@@ -51,9 +51,13 @@ class CacheAside:
             ["result"], registry=registry,
         )  # fmt: skip
         self.coalesced = Counter(
-            "scalelab_gateway_coalesced_requests", "Reads that waited for another read of the same key.", registry=registry
+            "scalelab_gateway_coalesced_requests",
+            "Reads that waited for another read of the same key.",
+            registry=registry,
         )
-        self.database_reads = Counter("scalelab_gateway_database_reads", "Reads sent to the database.", registry=registry)
+        self.database_reads = Counter(
+            "scalelab_gateway_database_reads", "Reads sent to the database.", registry=registry
+        )
 
     def read(self, key: str) -> tuple[Any, bool]:
         """Return ``(record, cached)`` for ``key``."""
@@ -107,7 +111,9 @@ class CacheAside:
         body.pop("created", None)
         if fill_cache and self._cache_available():
             try:
-                self._cache.send_json("POST", _path("/cache/", cache_key(key)), {"value": body, "ttl": self._knobs["cache_ttl_seconds"]})
+                self._cache.send_json(
+                    "POST", _path("/cache/", cache_key(key)), {"value": body, "ttl": self._knobs["cache_ttl_seconds"]}
+                )
             except UpstreamError as exc:
                 self._cache_failed(exc)
         return body

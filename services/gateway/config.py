@@ -19,14 +19,24 @@ class GatewayConfig(ServiceSettings, PoolSettings):
 
     port: int = setting(5000, "GATEWAY_PORT", "Port of this gateway instance.")
     gateway_id: str = setting("1", "GATEWAY_ID", "The id responses report as gateway_id.")
-    jwt_secret: str = setting("", "SCALELAB_JWT_SECRET", "HS256 secret for client tokens (required; same on every gateway).")
-    token_lifetime_seconds: float = setting(3600.0, "SCALELAB_TOKEN_LIFETIME_SECONDS", "How long a token from /token is valid.")
+    jwt_secret: str = setting(
+        "", "SCALELAB_JWT_SECRET", "HS256 secret for client tokens (required; same on every gateway)."
+    )
+    token_lifetime_seconds: float = setting(
+        3600.0, "SCALELAB_TOKEN_LIFETIME_SECONDS", "How long a token from /token is valid."
+    )
     cache_url: str = setting("http://127.0.0.1:5004", "GATEWAY_CACHE_URL", "Base URL of the cache service.")
     database_url: str = setting("http://127.0.0.1:5002", "GATEWAY_DATABASE_URL", "Base URL of the database service.")
     worker_url: str = setting("http://127.0.0.1:5005", "GATEWAY_WORKER_URL", "Base URL of the worker.")
-    microservices: list[str] = setting(DEFAULT_MICROSERVICES, "GATEWAY_MICROSERVICES", "name=url of each microservice instance, comma separated.")
+    microservices: list[str] = setting(
+        DEFAULT_MICROSERVICES, "GATEWAY_MICROSERVICES", "name=url of each microservice instance, comma separated."
+    )
     cache_enabled: bool = setting(True, "GATEWAY_CACHE_ENABLED", "Start with cache-aside on.")
     cache_ttl_seconds: float = setting(30.0, "GATEWAY_CACHE_TTL_SECONDS", "TTL of entries the gateway stores.")
     coalescing: bool = setting(True, "GATEWAY_COALESCING", "Start with request coalescing (single-flight) on.")
-    cache_timeout: float = setting(0.5, "GATEWAY_CACHE_TIMEOUT", "Seconds to wait for the cache before going to the database.")
-    cache_retry_seconds: float = setting(1.0, "GATEWAY_CACHE_RETRY_SECONDS", "After a cache failure, skip the cache this long.")
+    cache_timeout: float = setting(
+        0.5, "GATEWAY_CACHE_TIMEOUT", "Seconds to wait for the cache before going to the database."
+    )
+    cache_retry_seconds: float = setting(
+        1.0, "GATEWAY_CACHE_RETRY_SECONDS", "After a cache failure, skip the cache this long."
+    )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from .pool import Backend
 
-__all__ = ["Algorithm", "ALGORITHMS", "make_algorithm"]
+__all__ = ["ALGORITHMS", "Algorithm", "make_algorithm"]
 
 
 class Algorithm(Protocol):

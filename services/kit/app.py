@@ -64,7 +64,12 @@ def create_service_app(
 
     @app.get("/health")
     def health_route():
-        body = {"status": "ok", "service": service, "instance": settings.instance, "uptime_seconds": round(time.time() - started, 3)}
+        body = {
+            "status": "ok",
+            "service": service,
+            "instance": settings.instance,
+            "uptime_seconds": round(time.time() - started, 3),
+        }
         if health is not None:
             body.update(health())
         return jsonify(body)

@@ -12,7 +12,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-__all__ = ["ConfigError", "setting", "load_config", "describe_config"]
+__all__ = ["ConfigError", "describe_config", "load_config", "setting"]
 
 C = TypeVar("C")
 

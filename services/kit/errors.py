@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-__all__ = ["ApiError", "register_error_handlers", "error_body"]
+__all__ = ["ApiError", "error_body", "register_error_handlers"]
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from .pool import Backend, Pool
 
-__all__ = ["HealthPolicy", "HealthState", "HealthChecker", "http_probe"]
+__all__ = ["HealthChecker", "HealthPolicy", "HealthState", "http_probe"]
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,9 @@ class HealthChecker:
         try:
             self._probe(backend, self.policy)
         except Exception as exc:  # any failure to answer counts against the backend
-            self.pool.report_check(backend, ok=False, latency=time.monotonic() - started, error=str(exc) or type(exc).__name__)
+            self.pool.report_check(
+                backend, ok=False, latency=time.monotonic() - started, error=str(exc) or type(exc).__name__
+            )
             return False
         self.pool.report_check(backend, ok=True, latency=time.monotonic() - started)
         return True

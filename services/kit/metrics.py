@@ -26,7 +26,9 @@ class HttpMetrics:
             ["route"], buckets=LATENCY_BUCKETS, registry=registry,
         )  # fmt: skip
         self.in_flight = Gauge("scalelab_http_requests_in_flight", "HTTP requests being served.", registry=registry)
-        info = Gauge("scalelab_instance_info", "Which service and instance this is.", ["service", "instance"], registry=registry)
+        info = Gauge(
+            "scalelab_instance_info", "Which service and instance this is.", ["service", "instance"], registry=registry
+        )
         info.labels(service, instance).set(1)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:

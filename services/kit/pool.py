@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from .algorithms import Algorithm, make_algorithm
 from .health import HealthPolicy, HealthState
 
-__all__ = ["Backend", "Pool", "NoHealthyBackend", "Failure", "retryable", "IDEMPOTENT_METHODS"]
+__all__ = ["IDEMPOTENT_METHODS", "Backend", "Failure", "NoHealthyBackend", "Pool", "retryable"]
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 

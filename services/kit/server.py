@@ -1,11 +1,13 @@
-"""Serve a Flask app factory with gunicorn: one worker process per instance, never Flask's dev server."""
+"""Serve a Flask app factory with a production WSGI server, one worker process per instance.
+
+Two servers are supported: granian (Rust HTTP core, WSGI on a pool of blocking threads) and
+gunicorn. Which one and how many threads is configuration; the README's benchmark shows why
+granian is the default for the request path.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
-
-from gunicorn.app.base import BaseApplication
 
 from .settings import ServiceSettings
 
@@ -18,36 +20,64 @@ KEEPALIVE_SECONDS = 75
 WORKER_TIMEOUT_SECONDS = 3600
 
 
-class _Embedded(BaseApplication):  # type: ignore[misc]
-    def __init__(self, factory: Callable[[], Any], options: dict[str, Any]) -> None:
-        self._factory = factory
-        self._options = options
-        super().__init__()
+def _serve_gunicorn(target: str, settings: ServiceSettings, worker_class: str, threads: int) -> None:
+    from gunicorn.app.base import BaseApplication
 
-    def load_config(self) -> None:
-        for key, value in self._options.items():
-            self.cfg.set(key, value)
+    module, _, attr = target.partition(":")
 
-    def load(self) -> Any:
-        # Runs in the worker after gevent has patched the standard library.
-        return self._factory()
+    class Embedded(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options = {
+                "bind": f"{settings.host}:{settings.port}",
+                "workers": 1,
+                "worker_class": worker_class,
+                "threads": threads,
+                "worker_connections": 2000,
+                "keepalive": KEEPALIVE_SECONDS,
+                "timeout": WORKER_TIMEOUT_SECONDS,
+                "graceful_timeout": 3,
+                "loglevel": settings.log_level,
+                "accesslog": None,
+                "errorlog": "-",
+                "control_socket_disable": True,  # one per instance would collide on the same path
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            # Runs in the worker (after gevent patched the standard library, for gevent workers).
+            import importlib
+
+            return getattr(importlib.import_module(module), attr)()
+
+    Embedded().run()
 
 
-def serve_wsgi(factory: Callable[[], Any], settings: ServiceSettings, worker_class: str = "gevent", threads: int = 16) -> None:
-    """Run gunicorn in this process, serving ``factory()`` on ``settings.host:settings.port``."""
-    options = {
-        "bind": f"{settings.host}:{settings.port}",
-        "workers": 1,
-        "worker_class": worker_class,
-        "threads": threads,
-        "worker_connections": 2000,
-        "keepalive": KEEPALIVE_SECONDS,
-        "timeout": WORKER_TIMEOUT_SECONDS,
-        "graceful_timeout": 3,
-        "loglevel": settings.log_level,
-        "accesslog": None,
-        "errorlog": "-",
-        "proc_name": f"scalelab-{settings.instance}",
-        "control_socket_disable": True,  # one per instance would collide on the same path
-    }
-    _Embedded(factory, options).run()
+def _serve_granian(target: str, settings: ServiceSettings, threads: int) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    Granian(
+        target,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.WSGI,
+        factory=True,
+        workers=1,
+        blocking_threads=threads,
+        backlog=2048,
+        log_enabled=True,
+        log_level=settings.log_level,  # type: ignore[arg-type]
+        log_access=False,
+        workers_kill_timeout=3,
+    ).serve()
+
+
+def serve_wsgi(target: str, settings: ServiceSettings, server: str, worker_class: str, threads: int) -> None:
+    """Serve the app factory ``target`` ("module:function") on ``settings.host:settings.port``."""
+    if server == "granian":
+        _serve_granian(target, settings, threads)
+    elif server == "gunicorn":
+        _serve_gunicorn(target, settings, worker_class, threads)
+    else:
+        raise ValueError(f"unknown server {server!r}: use granian or gunicorn")

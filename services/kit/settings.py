@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from .config import ConfigError, setting
 from .health import HealthPolicy
 
-__all__ = ["ServiceSettings", "PoolSettings", "parse_backends"]
+__all__ = ["PoolSettings", "ServiceSettings", "parse_backends"]
 
 
 @dataclass
@@ -20,13 +20,20 @@ class ServiceSettings:
     admin_token: str = setting("", "SCALELAB_ADMIN_TOKEN", "Token the control API requires; empty disables it.")
     max_body_bytes: int = setting(1_048_576, "SCALELAB_MAX_BODY_BYTES", "Largest request body accepted (413 above).")
     log_level: str = setting("info", "SCALELAB_LOG_LEVEL", "debug, info, warning or error.")
+    server: str = setting("granian", "SCALELAB_SERVER", "WSGI server: granian or gunicorn.")
+    worker_class: str = setting("gevent", "SCALELAB_WORKER_CLASS", "gunicorn worker class (gevent or gthread).")
+    threads: int = setting(
+        8, "SCALELAB_THREADS", "Threads serving requests (granian blocking threads, gthread threads)."
+    )
 
 
 @dataclass
 class PoolSettings:
     """How a tier balances and health-checks its backends (shared by the balancer and the gateways)."""
 
-    algorithm: str = setting("round_robin", "SCALELAB_ALGORITHM", "round_robin, least_connections, power_of_two or weighted_round_robin.")
+    algorithm: str = setting(
+        "round_robin", "SCALELAB_ALGORITHM", "round_robin, least_connections, power_of_two or weighted_round_robin."
+    )
     health_interval: float = setting(0.25, "SCALELAB_HEALTH_INTERVAL", "Seconds between health checks of a backend.")
     health_timeout: float = setting(0.3, "SCALELAB_HEALTH_TIMEOUT", "Seconds a health check may take.")
     health_fall: int = setting(2, "SCALELAB_HEALTH_FALL", "Failed checks in a row that mark a backend down.")

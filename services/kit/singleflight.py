@@ -10,7 +10,7 @@ __all__ = ["SingleFlight"]
 
 
 class _Call:
-    __slots__ = ("done", "result", "error", "waiters")
+    __slots__ = ("done", "error", "result", "waiters")
 
     def __init__(self) -> None:
         self.done = threading.Event()

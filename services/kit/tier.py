@@ -20,7 +20,7 @@ from .knobs import Knob, Knobs
 from .pool import Backend, NoHealthyBackend, Pool, retryable
 from .settings import PoolSettings
 
-__all__ = ["BalancedTier", "WEIGHT_PREFIX"]
+__all__ = ["WEIGHT_PREFIX", "BalancedTier"]
 
 log = logging.getLogger(__name__)
 WEIGHT_PREFIX = "weight."
@@ -53,7 +53,9 @@ class BalancedTier:
         )
 
     def _add_weight_knob(self, backend: Backend) -> None:
-        self.knobs.add(Knob(f"{WEIGHT_PREFIX}{backend.name}", backend.weight, f"Weight of {backend.name}.", 0, MAX_WEIGHT))
+        self.knobs.add(
+            Knob(f"{WEIGHT_PREFIX}{backend.name}", backend.weight, f"Weight of {backend.name}.", 0, MAX_WEIGHT)
+        )
 
     def _apply(self, name: str, value: Any) -> None:
         if name == "algorithm":
@@ -89,7 +91,9 @@ class BalancedTier:
             client = self._clients[backend.name] = HttpClient(backend.url, timeout=self.settings.upstream_timeout)
         return client
 
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[Backend, Response]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[Backend, Response]:
         """Send a request to a healthy backend, failing over to the next one when that is safe.
 
         Raise a 503 ApiError when no backend is healthy, and a 502 when every attempt failed.
@@ -110,5 +114,7 @@ class BalancedTier:
                 self.pool.end(backend, response.status)
                 return backend, response
         except NoHealthyBackend as exc:
-            raise ApiError(503, f"{exc}; start one (scalelab start <instance>) or wait for its health check to pass") from None
+            raise ApiError(
+                503, f"{exc}; start one (scalelab start <instance>) or wait for its health check to pass"
+            ) from None
         raise ApiError(502, f"every attempt in pool {self.pool.name!r} failed; last: {last_error}")

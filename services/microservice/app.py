@@ -26,7 +26,11 @@ def process():
         current_app.extensions["injected_errors"].inc()
         raise ApiError(503, f"injected error in {config.instance} (error_rate knob)", service_id=config.service_id)
     return jsonify(
-        {"message": f"Processed by microservice {config.service_id}", "service_id": config.service_id, "instance": config.instance}
+        {
+            "message": f"Processed by microservice {config.service_id}",
+            "service_id": config.service_id,
+            "instance": config.instance,
+        }
     )
 
 
@@ -47,7 +51,9 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
         config=config,
         knobs=knobs,
         rng=random.Random(),
-        injected_errors=Counter("scalelab_injected_errors", "Requests failed on purpose (error_rate knob).", registry=registry),
+        injected_errors=Counter(
+            "scalelab_injected_errors", "Requests failed on purpose (error_rate knob).", registry=registry
+        ),
     )
     app.register_blueprint(bp)
     return app

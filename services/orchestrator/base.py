@@ -8,7 +8,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
-__all__ = ["InstanceInfo", "Orchestrator", "OrchestratorError", "UnknownInstance", "PROCESS_STATES"]
+__all__ = ["PROCESS_STATES", "InstanceInfo", "Orchestrator", "OrchestratorError", "UnknownInstance"]
 
 PROCESS_STATES = ("running", "paused", "stopped")
 

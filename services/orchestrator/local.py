@@ -25,7 +25,7 @@ from typing import Any
 from .base import InstanceInfo, Orchestrator, OrchestratorError
 from .topology import EXTRA_PORT_BASE, Secrets, default_topology, instance_env, service_of
 
-__all__ = ["LocalOrchestrator", "REQUIRED_MODULES"]
+__all__ = ["REQUIRED_MODULES", "LocalOrchestrator"]
 
 HEALTH_TIMEOUT_SECONDS = 30.0
 STOP_GRACE_SECONDS = 5.0
@@ -123,12 +123,13 @@ class LocalOrchestrator(Orchestrator):
         """
         alive = self.running()
         if alive:
-            raise OrchestratorError(
-                f"a stack is already running from {self.run_dir} ({', '.join(i.name for i in alive)}); run `scalelab down` first"
-            )
+            names = ", ".join(info.name for info in alive)
+            raise OrchestratorError(f"a stack is already running from {self.run_dir} ({names}); `scalelab down` first")
         missing = [module for module in REQUIRED_MODULES if importlib.util.find_spec(module) is None]
         if missing:
-            raise OrchestratorError(f"missing Python package(s) {', '.join(missing)}: install ScaleLab with `pip install -e .`")
+            raise OrchestratorError(
+                f"missing Python package(s) {', '.join(missing)}: install ScaleLab with `pip install -e .`"
+            )
         specs = default_topology(secrets, self.data_dir, port_offset)
         taken = [spec for spec in specs if not port_free(spec.port)]
         if taken:
@@ -141,7 +142,12 @@ class LocalOrchestrator(Orchestrator):
             state.clear()
             state.update(port_offset=port_offset, secrets=asdict(secrets), instances={})
             for spec in specs:
-                state["instances"][spec.name] = {"service": spec.service, "port": spec.port, "env": spec.env, "pid": None}
+                state["instances"][spec.name] = {
+                    "service": spec.service,
+                    "port": spec.port,
+                    "env": spec.env,
+                    "pid": None,
+                }
         try:
             for spec in specs:
                 self._spawn(spec.name)
@@ -163,7 +169,7 @@ class LocalOrchestrator(Orchestrator):
                     self._signal(entry["pid"], signal.SIGTERM)
                     stopped.append(name)
             deadline = time.monotonic() + STOP_GRACE_SECONDS
-            for name, entry in entries.items():
+            for entry in entries.values():
                 while process_state(entry.get("pid")) != "stopped" and time.monotonic() < deadline:
                     self.reap()
                     time.sleep(POLL_SECONDS)
@@ -219,7 +225,11 @@ class LocalOrchestrator(Orchestrator):
             numbers = [int(n.rpartition("-")[2]) for n in entries if service_of(n) == service]
             name = f"{service}-{max(numbers, default=0) + 1}"
             used = {entry["port"] for entry in entries.values()}
-            port = next(p for p in range(EXTRA_PORT_BASE + state.get("port_offset", 0), 65_535) if p not in used and port_free(p))
+            port = next(
+                p
+                for p in range(EXTRA_PORT_BASE + state.get("port_offset", 0), 65_535)
+                if p not in used and port_free(p)
+            )
             ports = {n: entry["port"] for n, entry in entries.items()} | {name: port}
             env = instance_env(name, port, ports, Secrets(**state["secrets"]), self.data_dir)
             entries[name] = {"service": service, "port": port, "env": env, "pid": None}
@@ -255,7 +265,9 @@ class LocalOrchestrator(Orchestrator):
             if process_state(info.pid) == "stopped":
                 raise OrchestratorError(f"{name} (port {info.port}) exited while starting. {self.log_tail(name)}")
             time.sleep(POLL_SECONDS)
-        raise OrchestratorError(f"{name} (port {info.port}) was not healthy within {timeout:.0f} s. {self.log_tail(name)}")
+        raise OrchestratorError(
+            f"{name} (port {info.port}) was not healthy within {timeout:.0f} s. {self.log_tail(name)}"
+        )
 
     def log_tail(self, name: str) -> str:
         """Return the last lines of an instance's log, for error messages."""
@@ -279,5 +291,3 @@ class LocalOrchestrator(Orchestrator):
         with contextlib.suppress(ChildProcessError):
             while os.waitpid(-1, os.WNOHANG)[0] != 0:
                 pass
-
-

@@ -28,7 +28,9 @@ def register(orchestrator: LocalOrchestrator, info: InstanceInfo) -> list[str]:
                 "POST", path, {"name": info.name, "url": info.url}, headers={ADMIN_HEADER: secrets.admin_token}
             )
         except UpstreamError as exc:
-            raise OrchestratorError(f"{info.name} started but {peer.name} could not be reached to register it: {exc}") from exc
+            raise OrchestratorError(
+                f"{info.name} started but {peer.name} could not be reached to register it: {exc}"
+            ) from exc
         finally:
             client.close()
         if status != 201:

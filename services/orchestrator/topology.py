@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["InstanceSpec", "Secrets", "default_topology", "EXTRA_PORT_BASE", "START_ORDER"]
+__all__ = ["EXTRA_PORT_BASE", "START_ORDER", "InstanceSpec", "Secrets", "default_topology"]
 
 # Ports of the classic lab, kept exactly.
 PORTS = {
@@ -24,6 +24,7 @@ PORTS = {
 }
 # Instances added at runtime (scalelab add) get ports from here up.
 EXTRA_PORT_BASE = 5100
+MICROSERVICE_THREADS = 32
 # Dependencies first, so each instance finds what it calls already listening.
 START_ORDER = ("database", "cache", "worker", "microservice", "gateway", "load-balancer")
 
@@ -61,9 +62,7 @@ def index_of(name: str) -> str:
     return name.rpartition("-")[2]
 
 
-def instance_env(
-    name: str, port: int, specs_ports: dict[str, int], secrets: Secrets, data_dir: Path
-) -> dict[str, str]:
+def instance_env(name: str, port: int, specs_ports: dict[str, int], secrets: Secrets, data_dir: Path) -> dict[str, str]:
     """Return the environment for instance ``name`` given the ports of every instance."""
     service = service_of(name)
     env = {
@@ -71,8 +70,10 @@ def instance_env(
         "SCALELAB_BIND": "127.0.0.1",
         "SCALELAB_ADMIN_TOKEN": secrets.admin_token,
     }
+
     def members(prefix: str) -> str:
         return ",".join(f"{n}={_url(p)}" for n, p in sorted(specs_ports.items()) if service_of(n) == prefix)
+
     if service == "load-balancer":
         env.update(BALANCER_PORT=str(port), BALANCER_BACKENDS=members("gateway"))
     elif service == "gateway":
@@ -86,7 +87,10 @@ def instance_env(
             GATEWAY_MICROSERVICES=members("microservice"),
         )
     elif service == "microservice":
-        env.update(MICROSERVICE_PORT=str(port), MICROSERVICE_ID=index_of(name))
+        # Each call sleeps its service time on a thread, so allow many at once.
+        env.update(
+            MICROSERVICE_PORT=str(port), MICROSERVICE_ID=index_of(name), SCALELAB_THREADS=str(MICROSERVICE_THREADS)
+        )
     elif service == "cache":
         env.update(CACHE_PORT=str(port))
     elif service == "database":

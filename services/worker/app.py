@@ -35,13 +35,19 @@ class LabTask:
         """Raise a 400 ApiError for a payload the worker cannot run."""
         if isinstance(payload, dict) and "duration" in payload:
             value = payload["duration"]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= self._config.max_task_seconds:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 <= value <= self._config.max_task_seconds
+            ):
                 raise ApiError(400, f"duration must be a number of seconds from 0 to {self._config.max_task_seconds}")
 
     def __call__(self, payload: Any) -> dict[str, Any]:
         seconds = self.duration(payload)
         time.sleep(seconds)
-        if (isinstance(payload, dict) and payload.get("fail") is True) or self._rng.random() < self._knobs["error_rate"]:
+        if (isinstance(payload, dict) and payload.get("fail") is True) or self._rng.random() < self._knobs[
+            "error_rate"
+        ]:
             raise RuntimeError("task failed (asked for by the payload or the error_rate knob)")
         return {"echo": payload, "duration_seconds": seconds, "worker": self._config.instance}
 
@@ -77,7 +83,13 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     registry = registry or CollectorRegistry()
     knobs = Knobs(
         [
-            Knob("task_seconds", float(config.task_seconds), "Duration of a task whose payload names none (s).", 0, config.max_task_seconds),
+            Knob(
+                "task_seconds",
+                float(config.task_seconds),
+                "Duration of a task whose payload names none (s).",
+                0,
+                config.max_task_seconds,
+            ),
             Knob("error_rate", 0.0, "Share of tasks that fail.", 0, 1),
         ],
         registry,

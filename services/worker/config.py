@@ -14,5 +14,7 @@ class WorkerConfig(ServiceSettings):
     port: int = setting(5005, "WORKER_PORT", "Port of the worker.")
     path: str = setting("scalelab-data/tasks.sqlite3", "WORKER_QUEUE_PATH", "SQLite file holding the task queue.")
     concurrency: int = setting(4, "WORKER_CONCURRENCY", "Tasks run at the same time (size of the thread pool).")
-    task_seconds: float = setting(2.0, "WORKER_TASK_SECONDS", "How long a task runs when its payload names no duration.")
+    task_seconds: float = setting(
+        2.0, "WORKER_TASK_SECONDS", "How long a task runs when its payload names no duration."
+    )
     max_task_seconds: float = setting(60.0, "WORKER_MAX_TASK_SECONDS", "Longest duration a payload may ask for.")

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TaskQueue", "STATUSES"]
+__all__ = ["STATUSES", "TaskQueue"]
 
 STATUSES = ("queued", "processing", "completed", "failed")
 
@@ -80,7 +80,8 @@ class TaskQueue:
         """Return the task as JSON for ``GET /task/<id>``, or None when the id is unknown."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT id, status, payload, result, error, attempts, created_at, started_at, finished_at FROM tasks WHERE id = ?",
+                "SELECT id, status, payload, result, error, attempts, created_at, started_at, finished_at"
+                " FROM tasks WHERE id = ?",
                 (task_id,),
             ).fetchone()
         if row is None:

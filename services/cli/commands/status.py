@@ -21,7 +21,9 @@ def print_status(ctx: Context) -> int:
             health = "healthy" if ok else "unhealthy"
         else:
             health = "-"
-        rows.append((info.name, info.service, info.url, info.pid if info.state != "stopped" else None, info.state, health))
+        rows.append(
+            (info.name, info.service, info.url, info.pid if info.state != "stopped" else None, info.state, health)
+        )
     ctx.say(render(("INSTANCE", "SERVICE", "URL", "PID", "PROCESS", "HEALTH"), rows))
     return unhealthy
 
