@@ -11,10 +11,11 @@ import time
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from ..kit import ADMIN_HEADER, ApiError, HttpMetrics, Knobs, check_admin_token, error_body, load_config, parse_backends
 from ..kit.app import configure_logging
+from ..kit.metrics import exposition
 from ..kit.tier import BalancedTier
 from .config import BalancerConfig
 from .proxy import Proxy
@@ -66,8 +67,9 @@ class Balancer:
         })  # fmt: skip
 
     async def metrics_route(self, request: web.Request) -> web.Response:
-        response = web.Response(body=generate_latest(self.registry))
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        body, content_type = exposition(self.registry)
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = content_type
         return response
 
     async def control_get(self, request: web.Request) -> web.Response:

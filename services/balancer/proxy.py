@@ -13,8 +13,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from ..kit import ApiError, Failure, NoHealthyBackend, retryable
-from ..kit.tier import BalancedTier
+from ..kit import Failure, NoHealthyBackend, retryable
+from ..kit.tier import BalancedTier, no_backend_error
 
 __all__ = ["HOP_BY_HOP", "Proxy"]
 
@@ -89,8 +89,6 @@ class Proxy:
                 out = CIMultiDict((k, v) for k, v in upstream.headers.items() if k.lower() not in RESPONSE_SKIP)
                 out["X-Served-By"] = backend.name
                 return web.Response(status=upstream.status, body=payload, headers=out)
-        except NoHealthyBackend as exc:
-            raise ApiError(
-                503, f"{exc}; start a gateway (scalelab start gateway-1) or wait for its health check"
-            ) from None
-        raise ApiError(502, f"no gateway could answer; last failure: {last_error}")
+        except NoHealthyBackend:
+            raise no_backend_error(pool) from None
+        raise no_backend_error(pool, last_error)

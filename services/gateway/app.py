@@ -67,6 +67,10 @@ class Gateway:
         )
         self.worker = HttpClient(config.worker_url, timeout=config.upstream_timeout)
 
+    def health(self) -> dict[str, Any]:
+        """Return this gateway's fields for /health: its id and whether it uses the cache now."""
+        return {"gateway_id": self.config.gateway_id, "cache": self.cache_aside.cache_state()}
+
     def worker_call(self, method: str, path: str, payload: Any = None) -> tuple[int, Any]:
         """Call the worker; raise a 503 ApiError naming it when it cannot be reached."""
         try:
@@ -153,9 +157,7 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     config = load_config(GatewayConfig, overrides)
     registry = registry or CollectorRegistry()
     gateway = Gateway(config, registry)
-    app = create_service_app(
-        "gateway", config, gateway.knobs, registry, health=lambda: {"gateway_id": config.gateway_id}
-    )
+    app = create_service_app("gateway", config, gateway.knobs, registry, health=gateway.health)
     app.extensions["gateway"] = gateway
     app.register_blueprint(bp)
     app.add_url_rule("/pool/backends", "add_backend", require_admin(config.admin_token)(_add_backend), methods=["POST"])

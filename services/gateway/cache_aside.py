@@ -75,6 +75,10 @@ class CacheAside:
             return record, False
         return self._load(key, use_cache), False
 
+    def cache_state(self) -> str:
+        """Return ``available`` or ``skipped`` (the cache failed recently and is bypassed for a while)."""
+        return "available" if self._cache_available() else "skipped"
+
     def _cache_available(self) -> bool:
         return self._clock() >= self._cache_down_until
 

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from .auth import require_admin
 from .errors import ApiError, register_error_handlers
 from .knobs import Knobs
-from .metrics import HttpMetrics, instrument_flask
+from .metrics import HttpMetrics, exposition, instrument_flask
 from .settings import ServiceSettings
 
 __all__ = ["create_service_app", "json_body"]
@@ -76,7 +76,8 @@ def create_service_app(
 
     @app.get("/metrics")
     def metrics_route():
-        return Response(generate_latest(registry), mimetype=None, content_type=CONTENT_TYPE_LATEST)
+        body, content_type = exposition(registry)
+        return Response(body, content_type=content_type)
 
     @app.get("/control")
     @admin

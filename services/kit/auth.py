@@ -76,7 +76,7 @@ class TokenIssuer:
 
     def _decode(self, token: str) -> Mapping[str, Any]:
         try:
-            return jwt.decode(
+            claims = jwt.decode(
                 token,
                 self._secret,
                 algorithms=[ALGORITHM],
@@ -87,6 +87,10 @@ class TokenIssuer:
             raise ApiError(401, "token expired: get a new one from GET /token") from None
         except jwt.InvalidTokenError as exc:
             raise ApiError(401, f"invalid token ({exc}): get a new one from GET /token") from None
+        # PyJWT checks expiry against the wall clock; the issuer's own clock must agree too.
+        if claims["exp"] <= self._clock():
+            raise ApiError(401, "token expired: get a new one from GET /token")
+        return claims
 
 
 ADMIN_HEADER = "X-Admin-Token"

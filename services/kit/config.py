@@ -6,6 +6,7 @@ dataclass is the single documented place for that service's configuration.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import typing
@@ -27,7 +28,8 @@ class ConfigError(ValueError):
 def setting(default: Any, env: str, doc: str) -> Any:
     """Declare a config field read from environment variable ``env`` (``doc`` documents it)."""
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: default, metadata={"env": env, "doc": doc})
+        # A fresh copy per instance: changing one config's list must not change the default.
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata={"env": env, "doc": doc})
     return dataclasses.field(default=default, metadata={"env": env, "doc": doc})
 
 

@@ -96,18 +96,22 @@ class HttpClient:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
+        idempotent: bool | None = None,
     ) -> Response:
         """Send one request and return the buffered response; raise UpstreamError on failure.
 
         A reused connection that turns out to be closed is retried once on a new one, for
-        idempotent methods only (a POST might already have been processed).
+        idempotent requests only (a POST might already have been processed); ``idempotent``
+        overrides what the method says (a POST that stores a value under a key is safe to repeat).
         """
         timeout = self.timeout if timeout is None else timeout
+        if idempotent is None:
+            idempotent = method.upper() in IDEMPOTENT_METHODS
         send_headers = {"Host": f"{self.host}:{self.port}"}
         if headers:
             send_headers.update(headers)
-        for _ in range(2):
-            conn, reused = self._checkout(timeout)
+        for attempt in range(2):
+            conn, reused = self._checkout(timeout) if attempt == 0 else (self._connect(timeout), False)
             try:
                 conn.request(method, path, body=body, headers=send_headers)
                 raw = conn.getresponse()
@@ -117,7 +121,9 @@ class HttpClient:
                 raise UpstreamError(self.base_url, Failure.TIMEOUT, f"no answer within {timeout} s") from exc
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
-                if reused and method.upper() in IDEMPOTENT_METHODS:
+                if reused and idempotent:
+                    # The server closed it (restarted?): its other idle connections are dead too.
+                    self.close()
                     continue
                 failure = Failure.CONNECT if isinstance(exc, ConnectionRefusedError) else Failure.BROKEN
                 raise UpstreamError(self.base_url, failure, str(exc) or type(exc).__name__) from exc
@@ -126,7 +132,7 @@ class HttpClient:
             else:
                 self._checkin(conn)
             return Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, data)
-        raise UpstreamError(self.base_url, Failure.BROKEN, "connection closed twice in a row")
+        raise AssertionError("unreachable: the second attempt uses a new connection")
 
     def get_json(self, path: str, timeout: float | None = None) -> tuple[int, Any]:
         """GET ``path`` and return ``(status, parsed JSON body)``."""
@@ -134,11 +140,18 @@ class HttpClient:
         return response.status, _parse_json(response, self.base_url)
 
     def send_json(
-        self, method: str, path: str, payload: Any, timeout: float | None = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        payload: Any,
+        timeout: float | None = None,
+        headers: dict[str, str] | None = None,
+        idempotent: bool | None = None,
     ) -> tuple[int, Any]:
         """Send ``payload`` as JSON and return ``(status, parsed JSON body)``."""
         body = json.dumps(payload).encode()
-        response = self.request(method, path, body, {"Content-Type": "application/json", **(headers or {})}, timeout)
+        headers = {"Content-Type": "application/json", **(headers or {})}
+        response = self.request(method, path, body, headers, timeout, idempotent)
         return response.status, _parse_json(response, self.base_url)
 
     def close(self) -> None:

@@ -5,9 +5,19 @@ from __future__ import annotations
 import time
 
 from flask import Flask, g, request
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-__all__ = ["LATENCY_BUCKETS", "HttpMetrics", "instrument_flask"]
+__all__ = ["LATENCY_BUCKETS", "METRICS_CONTENT_TYPE", "HttpMetrics", "exposition", "instrument_flask"]
+
+# The classic text format: what Prometheus 2.42 (Debian's) and every later version read.
+METRICS_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+
+def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """Return the registry's samples and the content type to serve them with."""
+    return generate_latest(registry), METRICS_CONTENT_TYPE
+
 
 # Seconds; fine at the low end because cache hits take about a millisecond.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -27,6 +27,22 @@ WEIGHT_PREFIX = "weight."
 MAX_WEIGHT = 100
 
 
+def no_backend_error(pool: Pool, last_error: str | None = None) -> ApiError:
+    """Return the error for a request no backend could serve.
+
+    503 when no backend is healthy (nothing to do but wait or start one), 502 when some are
+    but the request could not safely go to another after its backend failed.
+    """
+    if not any(backend.healthy for backend in pool.backends()):
+        names = ", ".join(backend.name for backend in pool.backends()) or "none configured"
+        return ApiError(
+            503,
+            f"no healthy backend in pool {pool.name!r} (backends: {names}); "
+            "start one (scalelab start <instance>) or wait for its health check to pass",
+        )
+    return ApiError(502, f"the request failed in pool {pool.name!r} and was not safe to retry; last: {last_error}")
+
+
 class BalancedTier:
     """Backends of one tier with health checks, runtime algorithm/weight knobs and failover."""
 

@@ -32,6 +32,9 @@ STOP_GRACE_SECONDS = 5.0
 POLL_SECONDS = 0.1
 REQUIRED_MODULES = ("flask", "gunicorn", "gevent", "aiohttp", "prometheus_client", "jwt", "cachetools")
 LOG_TAIL_LINES = 15
+# Processes this Python process started, kept for its whole life: polling them reaps the exited
+# ones (no zombies) without touching children started by anything else.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def process_state(pid: int | None) -> str:
@@ -185,8 +188,9 @@ class LocalOrchestrator(Orchestrator):
         if info.state == "stopped":
             raise OrchestratorError(f"{name} is not running; start it with `scalelab start {name}`")
         self._signal(info.pid, signal.SIGKILL)
+        # Wait for the whole group (the server's worker process too) to let go of the port.
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        while process_state(info.pid) != "stopped" and time.monotonic() < deadline:
+        while (process_state(info.pid) != "stopped" or not port_free(info.port)) and time.monotonic() < deadline:
             self.reap()
             time.sleep(POLL_SECONDS / 5)
         return self.get(name)
@@ -253,6 +257,7 @@ class LocalOrchestrator(Orchestrator):
                     cwd=self.run_dir,
                     start_new_session=True,  # its own process group: signals reach gunicorn's worker too
                 )
+            _CHILDREN[process.pid] = process
             entry["pid"] = process.pid
 
     def _wait_healthy(self, name: str, timeout: float = HEALTH_TIMEOUT_SECONDS) -> None:
@@ -287,7 +292,7 @@ class LocalOrchestrator(Orchestrator):
 
     @staticmethod
     def reap() -> None:
-        """Collect exited children so they do not linger as zombies."""
-        with contextlib.suppress(ChildProcessError):
-            while os.waitpid(-1, os.WNOHANG)[0] != 0:
-                pass
+        """Collect instances this process started that have exited, so none lingers as a zombie."""
+        for pid, process in list(_CHILDREN.items()):
+            if process.poll() is not None:
+                del _CHILDREN[pid]
