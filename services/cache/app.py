@@ -10,12 +10,24 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from prometheus_client import CollectorRegistry
+from werkzeug.routing import PathConverter
 
 from ..kit import ApiError, Knob, Knobs, create_service_app, json_body, load_config
 from .config import CacheConfig
 from .store import CacheStore
 
 bp = Blueprint("cache", __name__)
+
+
+class KeyConverter(PathConverter):
+    """Werkzeug's path converter, but a key may also start with ``/`` (``/cache/%2Fa`` is the key ``/a``).
+
+    With the stock converter that URL does not match, and Werkzeug redirects it to ``/cache/a``:
+    a client that follows the redirect would store the value under another key.
+    """
+
+    regex = ".+?"
+    part_isolating = False
 
 
 def _store() -> CacheStore:
@@ -90,5 +102,6 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     knobs.on_change(lambda _name, value: setattr(store, "default_ttl", value))
     app = create_service_app("cache", config, knobs, registry, health=lambda: {"entries": len(store)})
     app.extensions["cache_store"] = store
+    app.url_map.converters["path"] = KeyConverter  # before the routes are added, which bind it
     app.register_blueprint(bp)
     return app

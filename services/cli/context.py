@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 
 from ..orchestrator import LocalOrchestrator
@@ -14,8 +14,9 @@ class Context:
     """The state a command works on."""
 
     orchestrator: LocalOrchestrator
-    out: TextIO = sys.stdout
-    err: TextIO = sys.stderr
+    # Looked up when the command runs, so a redirected sys.stdout (tests, pipes) is honoured.
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
 
     def say(self, message: str) -> None:
         """Print a line for the user."""

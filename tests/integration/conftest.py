@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -88,20 +89,31 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: floa
     raise AssertionError(f"condition not met within {timeout} s")
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Start the whole stack with `scalelab up --detach` on free ports; stop it with `scalelab down`."""
-    run_dir: Path = tmp_path_factory.mktemp("run")
+def free_offset() -> int:
+    """Return a port offset at which every instance's port is free."""
     offset = next((o for o in PORT_OFFSETS if _all_free(o)), None)
     if offset is None:
-        pytest.fail(f"no free port range for the test stack (tried offsets {PORT_OFFSETS})")
+        pytest.fail(f"no free port range for a test stack (tried offsets {PORT_OFFSETS})")
+    return offset
+
+
+@contextlib.contextmanager
+def started_stack(run_dir: Path) -> Iterator[Stack]:
+    """Start a whole stack with `scalelab up --detach` on free ports; stop it with `scalelab down`."""
+    offset = free_offset()
     assert cli(["--run-dir", str(run_dir), "up", "--detach", "--port-offset", str(offset)]) == 0
     state = json.loads((run_dir / "state.json").read_text())
-    stack = Stack(LocalOrchestrator(run_dir), offset, state["secrets"]["admin_token"])
     try:
-        yield stack
+        yield Stack(LocalOrchestrator(run_dir), offset, state["secrets"]["admin_token"])
     finally:
         assert cli(["--run-dir", str(run_dir), "down"]) == 0
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The stack most integration tests share."""
+    with started_stack(tmp_path_factory.mktemp("run")) as running:
+        yield running
 
 
 @pytest.fixture

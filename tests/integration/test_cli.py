@@ -1,0 +1,69 @@
+"""The `scalelab` command against real processes: status, clean failures, scaling out."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import requests
+
+from services.cli.main import cli
+from services.orchestrator import LocalOrchestrator
+from services.orchestrator.topology import PORTS
+
+from .conftest import REQUEST_TIMEOUT, Stack, free_offset, started_stack, wait_for
+
+
+def test_status_lists_every_instance_healthy(healthy_stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["--run-dir", str(healthy_stack.orchestrator.run_dir), "status"]) == 0
+    out = capsys.readouterr().out
+    for name in PORTS:
+        line = next(line for line in out.splitlines() if line.startswith(name + " "))
+        assert "running" in line and line.rstrip().endswith("healthy"), line
+
+
+def test_a_taken_port_is_named_and_nothing_is_left_running(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    offset = free_offset()
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", PORTS["cache"] + offset))
+        blocker.listen()
+        code = cli(["--run-dir", str(tmp_path), "up", "--detach", "--port-offset", str(offset)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"cache needs port {PORTS['cache'] + offset}" in err
+    assert LocalOrchestrator(tmp_path).running() == []
+
+
+def test_a_failed_start_names_the_instance_and_stops_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCALELAB_SERVER", "no-such-server")  # every WSGI service refuses to start
+    offset = free_offset()
+    assert cli(["--run-dir", str(tmp_path), "up", "--detach", "--port-offset", str(offset)]) == 1
+    err = capsys.readouterr().err
+    assert "database" in err and "exited while starting" in err and "no-such-server" in err
+    assert LocalOrchestrator(tmp_path).running() == []
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", PORTS["load-balancer"] + offset))  # the balancer was stopped too
+
+
+def test_add_puts_a_new_microservice_in_rotation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with started_stack(tmp_path) as stack:
+        assert cli(["--run-dir", str(tmp_path), "add", "microservice"]) == 0
+        assert "added microservice-4" in capsys.readouterr().out
+        headers = stack.auth()
+
+        def seen_all_four() -> bool:
+            ids = {
+                requests.get(stack.lb + "/process", headers=headers, timeout=REQUEST_TIMEOUT).json()["service_id"]
+                for _ in range(12)
+            }
+            return ids == {"1", "2", "3", "4"}
+
+        wait_for(seen_all_four)
+        assert cli(["--run-dir", str(tmp_path), "kill", "microservice-4"]) == 0
+        assert "killed microservice-4" in capsys.readouterr().out
+        assert cli(["--run-dir", str(tmp_path), "kill", "nosuch"]) == 1
+        assert "no instance named 'nosuch'" in capsys.readouterr().err
