@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from flask import Flask, g, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -41,10 +42,20 @@ class HttpMetrics:
         )
         info.labels(service, instance).set(1)
 
+        # Label lookups cost more than the increments on the hot path: keep the children.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         """Record one finished request."""
-        self.requests.labels(route, method, str(status)).inc()
-        self.duration.labels(route).observe(seconds)
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.duration.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 def instrument_flask(app: Flask, metrics: HttpMetrics) -> None:

@@ -133,4 +133,6 @@ class BalancedTier:
             raise ApiError(
                 503, f"{exc}; start one (scalelab start <instance>) or wait for its health check to pass"
             ) from None
+        if not any(backend.healthy for backend in self.pool.backends()):
+            raise no_backend_error(self.pool)  # every attempt took its backend down: 503, as the balancer says
         raise ApiError(502, f"every attempt in pool {self.pool.name!r} failed; last: {last_error}")
