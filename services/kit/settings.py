@@ -16,7 +16,7 @@ class ServiceSettings:
 
     instance: str = setting("", "SCALELAB_INSTANCE", "Instance name in logs, metrics and /health (e.g. gateway-2).")
     host: str = setting("0.0.0.0", "SCALELAB_BIND", "Address to listen on (the launcher uses 127.0.0.1).")
-    port: int = setting(0, "SCALELAB_PORT", "Port to listen on (each service sets its own default).")
+    port: int = setting(0, "", "Port to listen on (each service names its own variable and default).")
     admin_token: str = setting("", "SCALELAB_ADMIN_TOKEN", "Token the control API requires; empty disables it.")
     max_body_bytes: int = setting(1_048_576, "SCALELAB_MAX_BODY_BYTES", "Largest request body accepted (413 above).")
     log_level: str = setting("info", "SCALELAB_LOG_LEVEL", "debug, info, warning or error.")

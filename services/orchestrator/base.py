@@ -72,4 +72,6 @@ class Orchestrator(abc.ABC):
         for info in instances:
             if info.name == name:
                 return info
+        if not instances:
+            raise UnknownInstance(f"no instance named {name!r}: no stack has been started here (`scalelab up`)")
         raise UnknownInstance(f"no instance named {name!r}; known: {', '.join(i.name for i in instances)}")

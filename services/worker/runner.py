@@ -80,7 +80,8 @@ class TaskRunner:
             self._run(*claimed)
 
     def _run(self, task_id: str, payload: Any) -> None:
-        self._busy += 1
+        with self._wake:
+            self._busy += 1
         started = time.perf_counter()
         try:
             result = self._execute(payload)
@@ -91,5 +92,6 @@ class TaskRunner:
             self.queue.finish(task_id, result=result)
             self.finished.labels("completed").inc()
         finally:
-            self._busy -= 1
+            with self._wake:
+                self._busy -= 1
             self.duration.observe(time.perf_counter() - started)

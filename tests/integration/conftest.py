@@ -61,7 +61,9 @@ class Stack:
         return {"Authorization": self.token()}
 
     def control(self, instance: str, **knobs: Any) -> dict[str, Any]:
-        response = requests.put(self.url(instance) + "/control", json=knobs, headers=self.admin(), timeout=REQUEST_TIMEOUT)
+        response = requests.put(
+            self.url(instance) + "/control", json=knobs, headers=self.admin(), timeout=REQUEST_TIMEOUT
+        )
         assert response.status_code == 200, response.text
         return response.json()
 

@@ -23,7 +23,9 @@ def test_bad_input_through_the_balancer(healthy_stack: Stack) -> None:
     _json_error(requests.post(lb + "/longtask", data="x" * 2_000_000, headers=headers, timeout=T), 413)
     _json_error(requests.get(lb + "/no/such/route", timeout=T), 404)
     _json_error(requests.delete(lb + "/token", timeout=T), 405)
-    _json_error(requests.put(lb + "/control", json={"algorithm": "fastest"}, headers=healthy_stack.admin(), timeout=T), 400)
+    _json_error(
+        requests.put(lb + "/control", json={"algorithm": "fastest"}, headers=healthy_stack.admin(), timeout=T), 400
+    )
     _json_error(requests.put(lb + "/control", data="[", headers=healthy_stack.admin(), timeout=T), 400)
 
 
@@ -35,7 +37,9 @@ def test_bad_input_on_each_service(healthy_stack: Stack) -> None:
         _json_error(requests.put(info.url + "/control", json={"no_such_knob": 1}, headers=admin, timeout=T), 400)
         _json_error(requests.put(info.url + "/control", json={"x": 1}, timeout=T), 401)
     cache = healthy_stack.url("cache")
-    _json_error(requests.post(cache + "/cache/k", data="{", headers={"Content-Type": "application/json"}, timeout=T), 400)
+    _json_error(
+        requests.post(cache + "/cache/k", data="{", headers={"Content-Type": "application/json"}, timeout=T), 400
+    )
     _json_error(requests.post(cache + "/cache/k", json={"novalue": 1}, timeout=T), 400)
     _json_error(requests.post(cache + "/cache/k", json={"value": 1, "ttl": -5}, timeout=T), 400)
     _json_error(requests.put(cache + "/cache/stats", json={"value": 1}, timeout=T), 405)
@@ -44,5 +48,12 @@ def test_bad_input_on_each_service(healthy_stack: Stack) -> None:
     _json_error(requests.put(db + "/db/x", json=[1, 2], timeout=T), 400)
     worker = healthy_stack.url("worker")
     _json_error(requests.post(worker + "/task", json={"duration": "long"}, timeout=T), 400)
-    _json_error(requests.post(worker + "/task", data=b"\xff\xfe", headers={"Content-Type": "application/json"}, timeout=T), 400)
-    _json_error(requests.put(healthy_stack.url("microservice-1") + "/control", json={"error_rate": 2}, headers=admin, timeout=T), 400)
+    _json_error(
+        requests.post(worker + "/task", data=b"\xff\xfe", headers={"Content-Type": "application/json"}, timeout=T), 400
+    )
+    _json_error(
+        requests.put(
+            healthy_stack.url("microservice-1") + "/control", json={"error_rate": 2}, headers=admin, timeout=T
+        ),
+        400,
+    )

@@ -64,7 +64,9 @@ def test_status_route_shows_each_backend(healthy_stack: Stack) -> None:
 
 def test_control_needs_the_admin_token(healthy_stack: Stack) -> None:
     for headers in ({}, {"X-Admin-Token": "wrong"}):
-        response = requests.put(healthy_stack.lb + "/control", json={"algorithm": "power_of_two"}, headers=headers, timeout=T)
+        response = requests.put(
+            healthy_stack.lb + "/control", json={"algorithm": "power_of_two"}, headers=headers, timeout=T
+        )
         assert response.status_code == 401 and "admin token" in response.json()["error"]
         gateway = requests.put(
             healthy_stack.url("gateway-1") + "/control", json={"cache_enabled": False}, headers=headers, timeout=T

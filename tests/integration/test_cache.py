@@ -24,7 +24,10 @@ def test_hundred_concurrent_first_reads_make_one_database_query(healthy_stack: S
     before = _db_reads(healthy_stack)
     with ThreadPoolExecutor(CONCURRENT) as pool:
         responses = list(
-            pool.map(lambda _: requests.get(gateway + "/data", params={"key": key}, headers=headers, timeout=T), range(CONCURRENT))
+            pool.map(
+                lambda _: requests.get(gateway + "/data", params={"key": key}, headers=headers, timeout=T),
+                range(CONCURRENT),
+            )
         )
     assert all(r.status_code == 200 for r in responses)
     assert len({r.text.replace('"cached":true', '"cached":false') for r in responses}) == 1
@@ -39,7 +42,10 @@ def test_cache_switched_off_at_runtime(healthy_stack: Stack) -> None:
     healthy_stack.control("gateway-1", cache_enabled=False)
     try:
         for _ in range(3):
-            assert requests.get(gateway + "/data", params={"key": key}, headers=headers, timeout=T).json()["cached"] is False
+            assert (
+                requests.get(gateway + "/data", params={"key": key}, headers=headers, timeout=T).json()["cached"]
+                is False
+            )
         metrics = requests.get(gateway + "/metrics", timeout=T).text
         assert 'scalelab_knob_value{knob="cache_enabled"} 0.0' in metrics
     finally:

@@ -60,7 +60,9 @@ def test_longtask_is_accepted_and_completes(healthy_stack: Stack) -> None:
     response = requests.post(healthy_stack.lb + "/longtask", json={"duration": 0.2, "n": 7}, headers=headers, timeout=T)
     assert response.status_code == 202
     accepted = response.json()
-    assert accepted["status"] == "queued" and isinstance(accepted["task_id"], str) and accepted["gateway_id"] in {"1", "2"}
+    assert (
+        accepted["status"] == "queued" and isinstance(accepted["task_id"], str) and accepted["gateway_id"] in {"1", "2"}
+    )
     worker = healthy_stack.url("worker")
 
     def completed() -> dict | None:

@@ -50,7 +50,9 @@ def test_paused_gateway_is_marked_down_within_the_health_check_bound(healthy_sta
     status_url = healthy_stack.lb + "/lb/status"
     healthy_stack.orchestrator.pause("gateway-1")
     paused_at = time.monotonic()
-    wait_for(lambda: not _backend(healthy_stack, status_url, "gateway-1")["healthy"], timeout=bound + 1.0, interval=0.02)
+    wait_for(
+        lambda: not _backend(healthy_stack, status_url, "gateway-1")["healthy"], timeout=bound + 1.0, interval=0.02
+    )
     detected = time.monotonic() - paused_at
     # Two probe intervals of slack: the first probe may have started just before the pause.
     assert detected <= bound + HealthPolicy().interval * 2, detected

@@ -11,7 +11,9 @@ T = REQUEST_TIMEOUT
 
 def test_tasks_survive_a_worker_crash(healthy_stack: Stack) -> None:
     worker = healthy_stack.url("worker")
-    ids = [requests.post(worker + "/task", json={"duration": 1.5, "n": n}, timeout=T).json()["task_id"] for n in range(6)]
+    ids = [
+        requests.post(worker + "/task", json={"duration": 1.5, "n": n}, timeout=T).json()["task_id"] for n in range(6)
+    ]
     wait_for(lambda: requests.get(f"{worker}/task/{ids[0]}", timeout=T).json()["status"] == "processing")
     healthy_stack.orchestrator.kill("worker")
     healthy_stack.orchestrator.start("worker")

@@ -1,0 +1,342 @@
+"""A gateway in-process, in front of real cache, database and microservice apps served on ephemeral ports."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+from prometheus_client import CollectorRegistry
+from werkzeug.serving import make_server
+
+from services.cache.app import create_app as create_cache
+from services.database.app import create_app as create_database
+from services.gateway.app import create_app as create_gateway
+from services.gateway.cache_aside import cache_key
+from services.kit.config import ConfigError
+from services.microservice.app import create_app as create_microservice
+
+from ..support import wait_for
+
+SECRET = "g" * 48
+ADMIN = {"X-Admin-Token": "t"}
+
+
+def closed_url() -> str:
+    """Return the URL of a local port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+class Served:
+    """A Flask app served by Werkzeug's threaded server on 127.0.0.1 and an ephemeral port."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        # A short poll interval keeps shutdown() quick.
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def serve():
+    served: list[Served] = []
+
+    def start(app) -> Served:
+        served.append(Served(app))
+        return served[-1]
+
+    yield start
+    for server in served:
+        server.stop()
+
+
+@pytest.fixture
+def backends(serve, tmp_path):
+    """A running cache, database and microservice, each with its own registry."""
+    cache = serve(create_cache({}, registry=CollectorRegistry()))
+    database_app = create_database(
+        {"latency_ms": 0, "jitter_ms": 0, "seed_records": 5, "path": str(tmp_path / "db.sqlite3")},
+        registry=CollectorRegistry(),
+    )
+    database = serve(database_app)
+    microservice = serve(create_microservice({"service_time_ms": 0, "service_id": "1"}, registry=CollectorRegistry()))
+    yield {"cache": cache, "database": database, "microservice": microservice}
+    database_app.extensions["record_store"].close()
+
+
+@pytest.fixture
+def make_gateway(registry):
+    apps = []
+
+    def make(**overrides):
+        settings = {
+            "jwt_secret": SECRET,
+            "admin_token": "t",
+            "gateway_id": "2",
+            "health_interval": 0.05,
+            "cache_url": closed_url(),
+            "database_url": closed_url(),
+            "worker_url": closed_url(),
+            "microservices": [],
+        }
+        settings.update(overrides)
+        apps.append(create_gateway(settings, registry=registry))
+        return apps[-1]
+
+    yield make
+    for app in apps:
+        app.extensions["gateway"].microservices.checker.stop()
+
+
+@pytest.fixture
+def gateway(make_gateway, backends):
+    return make_gateway(
+        cache_url=backends["cache"].url,
+        database_url=backends["database"].url,
+        microservices=[f"microservice-1={backends['microservice'].url}"],
+    )
+
+
+def auth(client) -> dict[str, str]:
+    return {"Authorization": "Bearer " + client.get("/token").get_json()["token"]}
+
+
+def assert_json_error(response, status: int) -> dict:
+    assert response.status_code == status
+    body = response.get_json()
+    assert body["status"] == status
+    assert body["error"]
+    return body
+
+
+def test_a_gateway_needs_a_jwt_secret(make_gateway):
+    with pytest.raises(ConfigError, match="SCALELAB_JWT_SECRET"):
+        make_gateway(jwt_secret="")
+
+
+# ------------------------------------------------------------------ tokens
+
+
+@pytest.mark.parametrize("path", ["/data", "/process", "/task/abc"])
+def test_protected_routes_need_a_token(make_gateway, path):
+    client = make_gateway().test_client()
+    assert "missing token" in assert_json_error(client.get(path), 401)["error"]
+    assert_json_error(client.get(path, headers={"Authorization": "Bearer not.a.token"}), 401)
+
+
+def test_longtask_needs_a_token(make_gateway):
+    assert_json_error(make_gateway().test_client().post("/longtask", json={"duration": 0}), 401)
+
+
+def test_a_token_from_another_gateway_with_the_same_secret_is_accepted(make_gateway, backends):
+    first = make_gateway(database_url=backends["database"].url).test_client()
+    second = create_gateway(
+        {
+            "jwt_secret": SECRET,
+            "database_url": backends["database"].url,
+            "cache_url": closed_url(),
+            "microservices": [],
+        },
+        registry=CollectorRegistry(),
+    )
+    try:
+        assert second.test_client().get("/data", headers=auth(first)).status_code == 200
+    finally:
+        second.extensions["gateway"].microservices.checker.stop()
+
+
+def test_a_token_signed_with_another_secret_is_refused(make_gateway):
+    other = create_gateway({"jwt_secret": "x" * 48, "microservices": []}, registry=CollectorRegistry())
+    client = make_gateway().test_client()
+    assert_json_error(client.get("/data", headers=auth(other.test_client())), 401)
+
+
+# ------------------------------------------------------------------ /data through the cache
+
+
+def test_data_is_read_from_the_database_then_from_the_cache(gateway, backends):
+    client = gateway.test_client()
+    headers = auth(client)
+    first = client.get("/data?key=my_data", headers=headers).get_json()
+    assert first["cached"] is False
+    assert first["gateway_id"] == "2"
+    assert first["key"] == "my_data"
+    assert first["data"]["id"] == "my_data"
+    second = client.get("/data?key=my_data", headers=headers).get_json()
+    assert second["cached"] is True
+    assert second["data"] == first["data"]
+    # the gateway stored the record under its namespaced key
+    stored = backends["cache"].app.test_client().get("/cache", query_string={"key": cache_key("my_data")})
+    assert stored.get_json()["value"] == first["data"]
+
+
+def test_data_key_defaults_to_my_data(gateway):
+    client = gateway.test_client()
+    assert client.get("/data", headers=auth(client)).get_json()["key"] == "my_data"
+
+
+@pytest.mark.parametrize("key", ["a/b", "with space", "flush", "stats", "ключ", "100%"])
+def test_awkward_data_keys_are_cached_under_their_own_name(gateway, key):
+    client = gateway.test_client()
+    headers = auth(client)
+    first = client.get("/data", query_string={"key": key}, headers=headers).get_json()
+    assert first["data"]["id"] == key
+    second = client.get("/data", query_string={"key": key}, headers=headers).get_json()
+    assert second["cached"] is True
+    assert second["data"] == first["data"]
+
+
+def test_with_the_cache_disabled_every_read_goes_to_the_database(gateway, registry):
+    client = gateway.test_client()
+    headers = auth(client)
+    assert client.put("/control", headers=ADMIN, json={"cache_enabled": False}).status_code == 200
+    for _ in range(3):
+        assert client.get("/data?key=1", headers=headers).get_json()["cached"] is False
+    assert registry.get_sample_value("scalelab_gateway_database_reads_total") == 3
+    assert registry.get_sample_value("scalelab_gateway_cache_lookups_total", {"result": "bypass"}) == 3
+
+
+def test_a_dead_cache_only_costs_a_trip_to_the_database(make_gateway, backends, registry):
+    client = make_gateway(database_url=backends["database"].url).test_client()  # cache_url: nothing listens
+    headers = auth(client)
+    body = client.get("/data?key=3", headers=headers).get_json()
+    assert body["cached"] is False
+    assert body["data"]["id"] == "3"
+    assert client.get("/health").get_json()["cache"] == "skipped"
+    assert registry.get_sample_value("scalelab_gateway_cache_lookups_total", {"result": "error"}) >= 1
+
+
+def test_a_dead_database_is_503(make_gateway):
+    client = make_gateway().test_client()
+    body = assert_json_error(client.get("/data?key=1", headers=auth(client)), 503)
+    assert "database unavailable" in body["error"]
+
+
+# ------------------------------------------------------------------ /process through the pool
+
+
+def test_process_goes_to_a_microservice(gateway):
+    client = gateway.test_client()
+    response = client.get("/process", headers=auth(client))
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["service_id"] == "1"
+    assert body["gateway_id"] == "2"
+    assert body["message"] == "Processed by microservice 1"
+
+
+def test_process_fails_over_from_a_dead_microservice(make_gateway, backends):
+    app = make_gateway(microservices=[f"dead={closed_url()}", f"alive={backends['microservice'].url}"])
+    client = app.test_client()
+    headers = auth(client)
+    for _ in range(4):
+        assert client.get("/process", headers=headers).status_code == 200
+    status = {entry["name"]: entry for entry in client.get("/pool/status").get_json()["backends"]}
+    assert status["dead"]["healthy"] is False
+    assert status["alive"]["healthy"] is True
+
+
+def test_process_with_every_microservice_dead_is_503(make_gateway):
+    client = make_gateway(microservices=[f"dead-1={closed_url()}", f"dead-2={closed_url()}"]).test_client()
+    body = assert_json_error(client.get("/process", headers=auth(client)), 503)
+    assert "microservices" in body["error"]
+
+
+def test_microservice_errors_are_passed_through(gateway, backends):
+    knobs = backends["microservice"].app.extensions["knobs"]  # the knobs of the app the server runs
+    knobs.update({"error_rate": 1})
+    client = gateway.test_client()
+    response = client.get("/process", headers=auth(client))
+    assert response.status_code == 503
+    assert response.get_json()["gateway_id"] == "2"
+
+
+# ------------------------------------------------------------------ the pool and its control routes
+
+
+def test_pool_status(gateway, backends):
+    body = gateway.test_client().get("/pool/status").get_json()
+    assert body["pool"] == "microservices"
+    assert body["algorithm"] == "round_robin"
+    assert [entry["name"] for entry in body["backends"]] == ["microservice-1"]
+    assert body["backends"][0]["url"] == backends["microservice"].url
+
+
+def test_health_checks_take_a_dead_microservice_down(make_gateway):
+    app = make_gateway(microservices=[f"dead={closed_url()}"])
+    pool = app.extensions["gateway"].microservices.pool
+    wait_for(lambda: not pool.get("dead").healthy, what="the health check to mark the backend down")
+
+
+def test_adding_a_backend_needs_the_admin_token(gateway):
+    client = gateway.test_client()
+    spec = {"name": "microservice-9", "url": closed_url()}
+    assert_json_error(client.post("/pool/backends", json=spec), 401)
+    assert_json_error(client.post("/pool/backends", json=spec, headers={"X-Admin-Token": "wrong"}), 401)
+    assert len(client.get("/pool/status").get_json()["backends"]) == 1
+
+
+def test_adding_a_backend(gateway, backends, serve):
+    extra = serve(create_microservice({"service_time_ms": 0, "service_id": "9"}, registry=CollectorRegistry()))
+    client = gateway.test_client()
+    response = client.post("/pool/backends", headers=ADMIN, json={"name": "microservice-9", "url": extra.url})
+    assert response.status_code == 201
+    assert response.get_json() == {"added": "microservice-9", "url": extra.url}
+    assert [b["name"] for b in client.get("/pool/status").get_json()["backends"]] == [
+        "microservice-1",
+        "microservice-9",
+    ]
+    assert "weight.microservice-9" in client.get("/control", headers=ADMIN).get_json()["knobs"]
+    headers = auth(client)
+    ids = {client.get("/process", headers=headers).get_json()["service_id"] for _ in range(4)}
+    assert ids == {"1", "9"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "status"),
+    [
+        ({"name": "m"}, 400),
+        ({"url": "http://127.0.0.1:1"}, 400),
+        ({"name": "m", "url": "https://127.0.0.1:1"}, 400),
+        ({"name": "m", "url": "http://127.0.0.1:1", "weight": -1}, 400),
+        ({"name": "m", "url": "http://127.0.0.1:1", "weight": 101}, 400),
+        ({"name": "m", "url": "http://127.0.0.1:1", "weight": True}, 400),
+        (["m", "http://127.0.0.1:1"], 400),
+        ({"name": "microservice-1", "url": "http://127.0.0.1:1"}, 409),
+    ],
+)
+def test_bad_backend_specs_are_refused(gateway, spec, status):
+    client = gateway.test_client()
+    assert_json_error(client.post("/pool/backends", headers=ADMIN, json=spec), status)
+    assert len(client.get("/pool/status").get_json()["backends"]) == 1
+
+
+def test_algorithm_and_weight_knobs_reach_the_pool(gateway):
+    client = gateway.test_client()
+    response = client.put(
+        "/control", headers=ADMIN, json={"algorithm": "weighted_round_robin", "weight.microservice-1": 5}
+    )
+    assert response.status_code == 200
+    status = client.get("/pool/status").get_json()
+    assert status["algorithm"] == "weighted_round_robin"
+    assert status["backends"][0]["weight"] == 5
+    assert_json_error(client.put("/control", headers=ADMIN, json={"algorithm": "fastest"}), 400)
+    assert client.get("/pool/status").get_json()["algorithm"] == "weighted_round_robin"
+
+
+# ------------------------------------------------------------------ /longtask
+
+
+def test_longtask_with_the_worker_down_is_503(make_gateway):
+    client = make_gateway().test_client()
+    body = assert_json_error(client.post("/longtask", headers=auth(client), json={"duration": 0}), 503)
+    assert "worker unavailable" in body["error"]

@@ -1,0 +1,111 @@
+"""A microservice instance over HTTP: /process, injected errors, knobs."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.microservice.app import create_app
+
+ADMIN = {"X-Admin-Token": "t"}
+
+
+@pytest.fixture
+def make_client(registry):
+    def make(**overrides):
+        settings = {"service_time_ms": 0, "service_id": "7", "instance": "microservice-7", "admin_token": "t"}
+        settings.update(overrides)
+        return create_app(settings, registry=registry).test_client()
+
+    return make
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client()
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_process_reports_who_processed_it(client, method):
+    response = getattr(client, method)("/process")
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "message": "Processed by microservice 7",
+        "service_id": "7",
+        "instance": "microservice-7",
+    }
+
+
+def test_process_refuses_other_methods(client):
+    response = client.delete("/process")
+    assert response.status_code == 405
+    assert response.get_json()["status"] == 405
+
+
+def test_error_rate_one_fails_every_call_with_503_json(make_client, registry):
+    client = make_client(error_rate=1)
+    for _ in range(3):
+        response = client.get("/process")
+        assert response.status_code == 503
+        body = response.get_json()
+        assert body["status"] == 503
+        assert "microservice-7" in body["error"]
+        assert body["service_id"] == "7"
+    assert registry.get_sample_value("scalelab_injected_errors_total") == 3
+
+
+def test_error_rate_knob_at_runtime(client):
+    response = client.put("/control", headers=ADMIN, json={"error_rate": 1})
+    assert response.status_code == 200
+    assert response.get_json()["changed"] == {"error_rate": 1.0}
+    assert client.get("/process").status_code == 503
+    client.put("/control", headers=ADMIN, json={"error_rate": 0})
+    assert client.get("/process").status_code == 200
+
+
+def test_knobs_listing(client):
+    knobs = client.get("/control", headers=ADMIN).get_json()["knobs"]
+    assert {name: knob["value"] for name, knob in knobs.items()} == {
+        "service_time_ms": 0.0,
+        "extra_latency_ms": 0.0,
+        "error_rate": 0.0,
+    }
+    assert knobs["error_rate"]["min"] == 0 and knobs["error_rate"]["max"] == 1
+
+
+@pytest.mark.parametrize(
+    "body", [{"error_rate": 2}, {"error_rate": -0.1}, {"extra_latency_ms": 60_001}, {"service_time_ms": "fast"}]
+)
+def test_bad_knob_values_are_400_and_change_nothing(client, body):
+    response = client.put("/control", headers=ADMIN, json=body)
+    assert response.status_code == 400
+    assert response.get_json()["error"]
+    assert client.get("/process").status_code == 200
+    knobs = client.get("/control", headers=ADMIN).get_json()["knobs"]
+    assert knobs["error_rate"]["value"] == 0.0
+    assert knobs["extra_latency_ms"]["value"] == 0.0
+
+
+def test_control_needs_the_admin_token(client):
+    assert client.put("/control", json={"error_rate": 1}).status_code == 401
+    assert client.put("/control", headers={"X-Admin-Token": "x"}, json={"error_rate": 1}).status_code == 401
+    assert client.get("/process").status_code == 200
+
+
+def test_health(client):
+    body = client.get("/health").get_json()
+    assert (body["status"], body["service"], body["instance"]) == ("ok", "microservice", "microservice-7")
+
+
+def test_instance_name_defaults_to_the_service(make_client):
+    body = make_client(instance="").get("/process").get_json()
+    assert body["instance"] == "microservice"
+
+
+def test_requests_are_counted_by_route(client, registry):
+    client.get("/process")
+    client.get("/process")
+    labels = {"route": "/process", "method": "GET", "status": "200"}
+    assert registry.get_sample_value("scalelab_http_requests_total", labels) == 2
+    assert registry.get_sample_value(
+        "scalelab_instance_info", {"service": "microservice", "instance": "microservice-7"}
+    )

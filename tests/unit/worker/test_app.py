@@ -1,0 +1,157 @@
+"""The worker service over HTTP: submit, poll, fail, validate."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from services.worker.app import create_app
+
+from ..support import wait_for
+
+ADMIN = {"X-Admin-Token": "t"}
+
+
+@pytest.fixture
+def make_app(tmp_path, registry):
+    apps = []
+
+    def make(**overrides):
+        settings = {"path": str(tmp_path / "tasks.sqlite3"), "concurrency": 2, "admin_token": "t"}
+        settings.update(overrides)
+        apps.append(create_app(settings, registry=registry))
+        return apps[-1]
+
+    yield make
+    for app in apps:
+        app.extensions["task_runner"].stop()
+
+
+@pytest.fixture
+def client(make_app):
+    return make_app(instance="worker-test").test_client()
+
+
+def submit(client, payload) -> str:
+    response = client.post("/task", json=payload)
+    assert response.status_code == 202, response.get_json()
+    body = response.get_json()
+    assert body["status"] == "queued"
+    return body["task_id"]
+
+
+def finished(client, task_id: str) -> dict:
+    def poll():
+        body = client.get(f"/task/{task_id}").get_json()
+        return body if body["status"] in ("completed", "failed") else None
+
+    return wait_for(poll, what=f"task {task_id} to finish")
+
+
+def test_a_task_runs_to_completion(client):
+    task_id = submit(client, {"duration": 0, "job": "resize"})
+    task = finished(client, task_id)
+    assert task["status"] == "completed"
+    assert task["task_id"] == task_id
+    assert task["payload"] == {"duration": 0, "job": "resize"}
+    assert task["result"] == {
+        "echo": {"duration": 0, "job": "resize"},
+        "duration_seconds": 0.0,
+        "worker": "worker-test",
+    }
+    assert task["attempts"] == 1
+
+
+def test_a_submitted_task_is_visible_at_once(client):
+    task_id = submit(client, {"duration": 0})
+    response = client.get(f"/task/{task_id}")
+    assert response.status_code == 200
+    assert response.get_json()["status"] in ("queued", "processing", "completed")
+
+
+def test_many_tasks_all_complete(client):
+    ids = [submit(client, {"duration": 0, "n": n}) for n in range(10)]
+    results = [finished(client, task_id) for task_id in ids]
+    assert [task["result"]["echo"]["n"] for task in results] == list(range(10))
+    assert client.get("/tasks").get_json() == {
+        "counts": {"queued": 0, "processing": 0, "completed": 10, "failed": 0},
+        "concurrency": 2,
+    }
+
+
+def test_a_task_that_fails_reports_failed(client, registry):
+    task_id = submit(client, {"duration": 0, "fail": True})
+    task = finished(client, task_id)
+    assert task["status"] == "failed"
+    assert "task failed" in task["error"]
+    assert "result" not in task
+    assert registry.get_sample_value("scalelab_tasks_total", {"status": "failed"}) == 1
+
+
+def test_error_rate_knob_fails_tasks(client):
+    assert client.put("/control", headers=ADMIN, json={"error_rate": 1}).status_code == 200
+    assert finished(client, submit(client, {"duration": 0}))["status"] == "failed"
+
+
+def test_task_seconds_knob_sets_the_duration_of_tasks_that_name_none(client):
+    assert client.put("/control", headers=ADMIN, json={"task_seconds": 0}).status_code == 200
+    task = finished(client, submit(client, {"job": "no duration given"}))
+    assert task["status"] == "completed"
+    assert task["result"]["duration_seconds"] == 0.0
+
+
+def test_unknown_task_is_404(client):
+    response = client.get("/task/does-not-exist")
+    assert response.status_code == 404
+    assert response.get_json() == {
+        "status": "not_found",
+        "task_id": "does-not-exist",
+        "error": "no task with id 'does-not-exist'",
+    }
+
+
+@pytest.mark.parametrize("duration", [-1, 61, "1", True, None, [1]])
+def test_bad_duration_is_400_and_nothing_is_queued(client, duration):
+    response = client.post("/task", json={"duration": duration})
+    assert response.status_code == 400
+    assert "duration" in response.get_json()["error"]
+    assert sum(client.get("/tasks").get_json()["counts"].values()) == 0
+
+
+def test_max_task_seconds_bounds_the_duration(make_app):
+    client = make_app(max_task_seconds=5).test_client()
+    assert client.post("/task", json={"duration": 6}).status_code == 400
+    assert client.post("/task", json={"duration": 0}).status_code == 202
+
+
+def test_malformed_body_is_400(client):
+    response = client.post("/task", data="{nope", content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["error"]
+
+
+def test_any_json_payload_without_duration_is_accepted(make_app):
+    client = make_app(task_seconds=0).test_client()
+    for payload in (["a", "list"], "text", 7, {"nested": {"x": 1}}):
+        assert finished(client, submit(client, payload))["result"]["echo"] == payload
+
+
+def test_health_reports_queue_depth(client):
+    body = client.get("/health").get_json()
+    assert body["status"] == "ok"
+    assert body["service"] == "worker"
+    assert body["queue_depth"] == 0
+
+
+def test_tasks_survive_a_restart(make_app, tmp_path):
+    first = make_app(concurrency=1)
+    first.extensions["task_runner"].stop()
+    task_id = submit(first.test_client(), {"duration": 0, "kept": True})
+    # a new worker on the same queue file picks the task up
+    second = create_app({"path": str(tmp_path / "tasks.sqlite3")}, registry=CollectorRegistry())
+    try:
+        task = finished(second.test_client(), task_id)
+        assert task["status"] == "completed"
+        assert task["result"]["echo"] == {"duration": 0, "kept": True}
+    finally:
+        second.extensions["task_runner"].stop()
