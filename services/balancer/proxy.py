@@ -1,39 +1,30 @@
 """The balancer's hop: forward one request to a healthy gateway, failing over when that is safe.
 
-This hop is asyncio (aiohttp) rather than Flask: a Flask hop spends as much CPU per request
-as a gateway does, and the balancer must cost little next to nginx (see the README's figures).
+This hop is asyncio rather than Flask: a Flask hop spends as much CPU per request as a gateway
+does, and the balancer must cost little next to nginx (see the README's figures).
 """
 
 from __future__ import annotations
 
-import asyncio
+from urllib.parse import urlsplit
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
-from yarl import URL
 
-from ..kit import Failure, NoHealthyBackend, retryable
+from ..kit import NoHealthyBackend, retryable
+from ..kit.pool import IDEMPOTENT_METHODS, Backend
 from ..kit.tier import BalancedTier, no_backend_error
+from .upstream import Upstream, UpstreamError
 
 __all__ = ["HOP_BY_HOP", "Proxy"]
 
 # Headers that describe one connection, not the message (RFC 9110 section 7.6.1), plus the
-# ones aiohttp sets itself on the way out.
+# ones the proxy sets itself.
 HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te",
-     "trailer", "transfer-encoding", "upgrade", "host", "content-length"}
+    {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection", b"te",
+     b"trailer", b"transfer-encoding", b"upgrade", b"host", b"content-length", b"x-forwarded-for"}
 )  # fmt: skip
-RESPONSE_SKIP = HOP_BY_HOP | {"date", "server"}
-
-
-def classify(exc: BaseException) -> Failure:
-    """Map an aiohttp client error to how the request failed."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return Failure.CONNECT
-    if isinstance(exc, asyncio.TimeoutError):
-        return Failure.TIMEOUT
-    return Failure.BROKEN
+RESPONSE_SKIP = HOP_BY_HOP | {b"date", b"server"}
 
 
 class Proxy:
@@ -41,54 +32,52 @@ class Proxy:
 
     def __init__(self, tier: BalancedTier, upstream_timeout: float, connect_timeout: float) -> None:
         self.tier = tier
-        self._timeout = aiohttp.ClientTimeout(total=upstream_timeout, sock_connect=connect_timeout)
-        self._session: aiohttp.ClientSession | None = None
+        self._timeout = upstream_timeout
+        self._connect_timeout = connect_timeout
+        self._upstreams: dict[str, Upstream] = {}
 
-    async def open(self, _app: web.Application | None = None) -> None:
-        """Create the client session (inside the running event loop)."""
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, use_dns_cache=True)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=self._timeout,
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept-Encoding"),
-        )
+    def _upstream(self, backend: Backend) -> Upstream:
+        upstream = self._upstreams.get(backend.name)
+        if upstream is None:
+            parts = urlsplit(backend.url)
+            upstream = Upstream(parts.hostname or "127.0.0.1", parts.port or 80, self._connect_timeout, self._timeout)
+            self._upstreams[backend.name] = upstream
+        return upstream
 
     async def close(self, _app: web.Application | None = None) -> None:
-        """Close the client session and its connections."""
-        if self._session is not None:
-            await self._session.close()
+        """Close every idle upstream connection."""
+        for upstream in self._upstreams.values():
+            upstream.close()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Forward ``request`` and return the backend's answer, or raise a 502/503 ApiError."""
-        assert self._session is not None, "Proxy.open() was not awaited"
         pool = self.tier.pool
         method = request.method
-        body = await request.read() if request.body_exists else None
-        headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP)
-        headers["X-Forwarded-For"] = request.remote or ""
+        idempotent = method in IDEMPOTENT_METHODS
+        body = await request.read() if request.body_exists else b""
+        headers = [(k, v) for k, v in request.raw_headers if k.lower() not in HOP_BY_HOP]
+        headers.append((b"X-Forwarded-For", (request.remote or "").encode()))
         last_error = ""
         try:
             for backend in pool.attempts():
                 pool.begin(backend)
                 try:
-                    url = URL(backend.url + request.raw_path, encoded=True)
-                    async with self._session.request(
-                        method, url, headers=headers, data=body, allow_redirects=False
-                    ) as upstream:
-                        payload = await upstream.read()
-                except (TimeoutError, aiohttp.ClientError) as exc:
-                    failure = classify(exc)
-                    pool.end(backend, failure.value)
-                    pool.report_failure(backend, failure, str(exc) or type(exc).__name__)
-                    last_error = f"{backend.name}: {failure.value} ({exc or type(exc).__name__})"
-                    if retryable(failure, method):
+                    answer = await self._upstream(backend).request(method, request.raw_path, headers, body, idempotent)
+                except UpstreamError as exc:
+                    pool.end(backend, exc.failure.value)
+                    pool.report_failure(backend, exc.failure, str(exc))
+                    last_error = f"{backend.name}: {exc.failure.value} ({exc})"
+                    if retryable(exc.failure, method):
                         continue
                     break
-                pool.end(backend, upstream.status)
-                out = CIMultiDict((k, v) for k, v in upstream.headers.items() if k.lower() not in RESPONSE_SKIP)
+                pool.end(backend, answer.status)
+                out = CIMultiDict(
+                    (k.decode("latin-1"), v.decode("latin-1"))
+                    for k, v in answer.headers
+                    if k.lower() not in RESPONSE_SKIP
+                )
                 out["X-Served-By"] = backend.name
-                return web.Response(status=upstream.status, body=payload, headers=out)
+                return web.Response(status=answer.status, body=answer.body, headers=out)
         except NoHealthyBackend:
             raise no_backend_error(pool) from None
         raise no_backend_error(pool, last_error)

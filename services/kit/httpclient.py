@@ -20,9 +20,10 @@ from .pool import IDEMPOTENT_METHODS, Failure
 
 __all__ = ["HttpClient", "Response", "UpstreamError"]
 
-# Close pooled connections idle this long: the services keep idle connections for 75 s,
-# so the client always gives up first and never sends on a socket the server has dropped.
-IDLE_LIMIT_SECONDS = 60.0
+# Close pooled connections idle this long: the services keep idle connections for 60 s or
+# more (kit/server.py), so the client always gives up first and never sends on a socket the
+# server is about to drop.
+IDLE_LIMIT_SECONDS = 20.0
 
 
 class UpstreamError(ConnectionError):

@@ -13,9 +13,11 @@ from .settings import ServiceSettings
 
 __all__ = ["serve_wsgi"]
 
-# Services keep idle keep-alive connections longer than the kit's client does (60 s), so the
+# Services keep idle keep-alive connections longer than the kit's clients do (20 s), so a
 # client always closes first and never writes to a socket the server has just dropped.
 KEEPALIVE_SECONDS = 75
+# granian's name for the same: how long an idle connection may wait for its next request.
+GRANIAN_IDLE_MS = 60_000
 # A paused (SIGSTOP) instance must come back when resumed, not be killed by its own master.
 WORKER_TIMEOUT_SECONDS = 3600
 
@@ -56,6 +58,7 @@ def _serve_gunicorn(target: str, settings: ServiceSettings, worker_class: str, t
 def _serve_granian(target: str, settings: ServiceSettings, threads: int) -> None:
     from granian import Granian
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
 
     Granian(
         target,
@@ -70,6 +73,7 @@ def _serve_granian(target: str, settings: ServiceSettings, threads: int) -> None
         log_level=settings.log_level,  # type: ignore[arg-type]
         log_access=False,
         workers_kill_timeout=3,
+        http1_settings=HTTP1Settings(header_read_timeout=GRANIAN_IDLE_MS),
     ).serve()
 
 

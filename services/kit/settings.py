@@ -23,7 +23,7 @@ class ServiceSettings:
     server: str = setting("granian", "SCALELAB_SERVER", "WSGI server: granian or gunicorn.")
     worker_class: str = setting("gevent", "SCALELAB_WORKER_CLASS", "gunicorn worker class (gevent or gthread).")
     threads: int = setting(
-        8, "SCALELAB_THREADS", "Threads serving requests (granian blocking threads, gthread threads)."
+        4, "SCALELAB_THREADS", "Threads serving requests (granian blocking threads, gthread threads)."
     )
 
 

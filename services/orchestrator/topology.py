@@ -24,7 +24,10 @@ PORTS = {
 }
 # Instances added at runtime (scalelab add) get ports from here up.
 EXTRA_PORT_BASE = 5100
-MICROSERVICE_THREADS = 32
+# Request threads per service. Threads that wait (on the database's simulated latency, a
+# microservice's service time, a gateway's calls) must not be what limits the lab, so those
+# services get many; the cache only does quick work, where fewer threads contend less.
+THREADS = {"gateway": 32, "database": 32, "microservice": 32, "worker": 8, "cache": 4}
 # Dependencies first, so each instance finds what it calls already listening.
 START_ORDER = ("database", "cache", "worker", "microservice", "gateway", "load-balancer")
 
@@ -70,6 +73,8 @@ def instance_env(name: str, port: int, specs_ports: dict[str, int], secrets: Sec
         "SCALELAB_BIND": "127.0.0.1",
         "SCALELAB_ADMIN_TOKEN": secrets.admin_token,
     }
+    if service in THREADS:
+        env["SCALELAB_THREADS"] = str(THREADS[service])
 
     def members(prefix: str) -> str:
         return ",".join(f"{n}={_url(p)}" for n, p in sorted(specs_ports.items()) if service_of(n) == prefix)
@@ -87,10 +92,7 @@ def instance_env(name: str, port: int, specs_ports: dict[str, int], secrets: Sec
             GATEWAY_MICROSERVICES=members("microservice"),
         )
     elif service == "microservice":
-        # Each call sleeps its service time on a thread, so allow many at once.
-        env.update(
-            MICROSERVICE_PORT=str(port), MICROSERVICE_ID=index_of(name), SCALELAB_THREADS=str(MICROSERVICE_THREADS)
-        )
+        env.update(MICROSERVICE_PORT=str(port), MICROSERVICE_ID=index_of(name))
     elif service == "cache":
         env.update(CACHE_PORT=str(port))
     elif service == "database":
