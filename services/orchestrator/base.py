@@ -33,6 +33,7 @@ class InstanceInfo:
     port: int
     state: str  # one of PROCESS_STATES
     pid: int | None = None
+    health_path: str = "/health"
 
     @property
     def url(self) -> str:

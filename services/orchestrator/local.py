@@ -12,6 +12,7 @@ import http.client
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,8 +23,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..observability.scrape import REPO_PROMETHEUS_DIR, write_config
 from .base import InstanceInfo, Orchestrator, OrchestratorError
-from .topology import EXTRA_PORT_BASE, Secrets, default_topology, instance_env, service_of
+from .topology import EXTRA_PORT_BASE, Secrets, default_topology, instance_env, prometheus_spec, service_of
 
 __all__ = ["REQUIRED_MODULES", "LocalOrchestrator"]
 
@@ -63,11 +65,11 @@ def port_free(port: int) -> bool:
     return True
 
 
-def healthy(port: int, timeout: float = 0.5) -> bool:
-    """Return whether ``GET /health`` on 127.0.0.1:``port`` answers 200."""
+def healthy(port: int, timeout: float = 0.5, path: str = "/health") -> bool:
+    """Return whether ``GET <path>`` on 127.0.0.1:``port`` answers 200."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", "/health")
+        conn.request("GET", path)
         return conn.getresponse().status == 200
     except (OSError, http.client.HTTPException):
         return False
@@ -108,7 +110,14 @@ class LocalOrchestrator(Orchestrator):
         return Secrets(**raw) if raw else None
 
     def _info(self, name: str, entry: dict[str, Any]) -> InstanceInfo:
-        return InstanceInfo(name, entry["service"], entry["port"], process_state(entry.get("pid")), entry.get("pid"))
+        return InstanceInfo(
+            name,
+            entry["service"],
+            entry["port"],
+            process_state(entry.get("pid")),
+            entry.get("pid"),
+            entry.get("health_path", "/health"),
+        )
 
     def instances(self) -> list[InstanceInfo]:
         return [self._info(name, entry) for name, entry in self._state()["instances"].items()]
@@ -118,8 +127,10 @@ class LocalOrchestrator(Orchestrator):
         return [info for info in self.instances() if info.state != "stopped"]
 
     # ---------------------------------------------------------------- whole stack
-    def up(self, secrets: Secrets, port_offset: int = 0) -> list[InstanceInfo]:
+    def up(self, secrets: Secrets, port_offset: int = 0, prometheus: str | None = None) -> list[InstanceInfo]:
         """Start every instance, wait until all are healthy, and return them.
+
+        With ``prometheus`` (the path of its binary), a Prometheus scraping the stack runs too.
 
         Raise OrchestratorError (with nothing left running) on a taken port, a missing
         dependency or an instance that fails to start.
@@ -134,6 +145,8 @@ class LocalOrchestrator(Orchestrator):
                 f"missing Python package(s) {', '.join(missing)}: install ScaleLab with `pip install -e .`"
             )
         specs = default_topology(secrets, self.data_dir, port_offset)
+        if prometheus:
+            specs.append(prometheus_spec(prometheus, self.prometheus_dir, port_offset))
         taken = [spec for spec in specs if not port_free(spec.port)]
         if taken:
             listing = ", ".join(f"{spec.name} needs port {spec.port}" for spec in taken)
@@ -149,8 +162,11 @@ class LocalOrchestrator(Orchestrator):
                     "service": spec.service,
                     "port": spec.port,
                     "env": spec.env,
+                    "command": spec.command,
+                    "health_path": spec.health_path,
                     "pid": None,
                 }
+            self._write_prometheus_config(state)
         try:
             for spec in specs:
                 self._spawn(spec.name)
@@ -237,9 +253,29 @@ class LocalOrchestrator(Orchestrator):
             ports = {n: entry["port"] for n, entry in entries.items()} | {name: port}
             env = instance_env(name, port, ports, Secrets(**state["secrets"]), self.data_dir)
             entries[name] = {"service": service, "port": port, "env": env, "pid": None}
+            self._write_prometheus_config(state)
         self._spawn(name)
         self._wait_healthy(name)
         return self.get(name)
+
+    # ---------------------------------------------------------------- prometheus
+    @property
+    def prometheus_dir(self) -> Path:
+        """Where the local Prometheus keeps its configuration, rules and data."""
+        return self.run_dir / "prometheus"
+
+    def _write_prometheus_config(self, state: dict[str, Any]) -> None:
+        """Point the local Prometheus (if the stack has one) at every instance's port."""
+        entries = state.get("instances", {})
+        if "prometheus" not in entries:
+            return
+        shutil.copytree(REPO_PROMETHEUS_DIR / "rules", self.prometheus_dir / "rules", dirs_exist_ok=True)
+        scraped = [
+            (name, entry["service"], f"127.0.0.1:{entry['port']}")
+            for name, entry in entries.items()
+            if entry["service"] != "prometheus"
+        ]
+        write_config(self.prometheus_dir, scraped, f"127.0.0.1:{entries['prometheus']['port']}")
 
     # ---------------------------------------------------------------- processes
     def _spawn(self, name: str) -> None:
@@ -249,7 +285,7 @@ class LocalOrchestrator(Orchestrator):
             self.data_dir.mkdir(parents=True, exist_ok=True)
             with open(self.log_dir / f"{name}.log", "ab") as log:
                 process = subprocess.Popen(
-                    [self.python, "-m", "services", entry["service"]],
+                    entry.get("command") or [self.python, "-m", "services", entry["service"]],
                     env={**os.environ, **entry["env"], "PYTHONUNBUFFERED": "1"},
                     stdin=subprocess.DEVNULL,
                     stdout=log,
@@ -264,7 +300,7 @@ class LocalOrchestrator(Orchestrator):
         info = self.get(name)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if healthy(info.port):
+            if healthy(info.port, path=info.health_path):
                 return
             self.reap()
             if process_state(info.pid) == "stopped":

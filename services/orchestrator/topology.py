@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["EXTRA_PORT_BASE", "START_ORDER", "InstanceSpec", "Secrets", "default_topology"]
+__all__ = ["EXTRA_PORT_BASE", "START_ORDER", "InstanceSpec", "Secrets", "default_topology", "prometheus_spec"]
 
 # Ports of the classic lab, kept exactly.
 PORTS = {
@@ -29,7 +29,8 @@ EXTRA_PORT_BASE = 5100
 # services get many; the cache only does quick work, where fewer threads contend less.
 THREADS = {"gateway": 32, "database": 32, "microservice": 32, "worker": 8, "cache": 4}
 # Dependencies first, so each instance finds what it calls already listening.
-START_ORDER = ("database", "cache", "worker", "microservice", "gateway", "load-balancer")
+START_ORDER = ("database", "cache", "worker", "microservice", "gateway", "load-balancer", "prometheus")
+PROMETHEUS_PORT = 9090
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class InstanceSpec:
     service: str
     port: int
     env: dict[str, str] = field(default_factory=dict)
+    command: list[str] | None = None  # None: `python -m services <service>`
+    health_path: str = "/health"
 
 
 def _url(port: int) -> str:
@@ -110,3 +113,16 @@ def default_topology(secrets: Secrets, data_dir: Path, port_offset: int = 0) -> 
         for name, port in ports.items()
     ]
     return sorted(specs, key=lambda spec: START_ORDER.index(spec.service))
+
+
+def prometheus_spec(binary: str, config_dir: Path, port_offset: int = 0) -> InstanceSpec:
+    """Return the spec of a local Prometheus reading ``config_dir``, keeping its data there too."""
+    port = PROMETHEUS_PORT + port_offset
+    command = [
+        binary,
+        f"--config.file={config_dir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={config_dir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--storage.tsdb.retention.time=2d",
+    ]
+    return InstanceSpec("prometheus", "prometheus", port, command=command, health_path="/-/ready")

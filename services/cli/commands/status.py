@@ -16,7 +16,7 @@ def print_status(ctx: Context) -> int:
     unhealthy = 0
     for info in ctx.orchestrator.instances():
         if info.state == "running":
-            ok = healthy(info.port, HEALTH_PROBE_SECONDS)
+            ok = healthy(info.port, HEALTH_PROBE_SECONDS, info.health_path)
             unhealthy += not ok
             health = "healthy" if ok else "unhealthy"
         else:

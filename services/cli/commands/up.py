@@ -8,6 +8,7 @@ import signal
 import time
 from types import FrameType
 
+from ...observability.scrape import find_prometheus
 from ...orchestrator import OrchestratorError, Secrets
 from .. import exitcodes
 from ..context import Context
@@ -37,8 +38,13 @@ def run(ctx: Context, detach: bool, port_offset: int) -> exitcodes.ExitCode:
     orchestrator = ctx.orchestrator
     ctx.say(f"starting ScaleLab from {orchestrator.run_dir} ...")
     started = time.monotonic()
+    prometheus = find_prometheus()
+    if prometheus is None:
+        ctx.say(
+            "Prometheus not found (install Debian's `prometheus` or set SCALELAB_PROMETHEUS_BIN): running without it."
+        )
     try:
-        orchestrator.up(stack_secrets(), port_offset)
+        orchestrator.up(stack_secrets(), port_offset, prometheus)
     except OrchestratorError as exc:
         ctx.fail(str(exc))
         return exitcodes.FAILED

@@ -1,0 +1,1 @@
+"""Observability: the Prometheus configuration and the Grafana dashboards, generated from one source."""
