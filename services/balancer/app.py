@@ -115,13 +115,16 @@ class Balancer:
         return wrapper
 
 
+BALANCER = web.AppKey("balancer", Balancer)
+
+
 def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegistry | None = None) -> web.Application:
     """Build the balancer from the environment (``overrides`` win, for tests)."""
     config = load_config(BalancerConfig, overrides)
     configure_logging(config, "load-balancer")
     balancer = Balancer(config, registry or CollectorRegistry())
     app = web.Application(client_max_size=config.max_body_bytes)
-    app["balancer"] = balancer
+    app[BALANCER] = balancer
     for method, path, handler in (
         ("GET", "/health", balancer.health),
         ("GET", "/metrics", balancer.metrics_route),

@@ -1,0 +1,296 @@
+"""The Grafana dashboards, generated as JSON so that ids, uids and the datasource stay consistent.
+
+``python -m services.observability.dashboards`` rewrites grafana/dashboards/; a test checks the
+committed files equal what this module generates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DASHBOARD_DIR", "DATASOURCE_UID", "dashboards", "panel_queries", "write_dashboards"]
+
+DATASOURCE_UID = "scalelab-prometheus"
+DATASOURCE = {"type": "prometheus", "uid": DATASOURCE_UID}
+DASHBOARD_DIR = Path(__file__).resolve().parents[2] / "grafana" / "dashboards"
+GRID_WIDTH = 24
+
+
+class _Layout:
+    """Place panels left to right in rows of a fixed height; ids count up in order of creation."""
+
+    def __init__(self) -> None:
+        self.panels: list[dict[str, Any]] = []
+        self._x = 0
+        self._y = 0
+        self._row_height = 0
+
+    def _next_id(self) -> int:
+        return len(self.panels) + 1
+
+    def row(self, title: str) -> None:
+        self._y += self._row_height
+        self._x, self._row_height = 0, 1
+        self.panels.append(
+            {"id": self._next_id(), "type": "row", "title": title, "collapsed": False,
+             "gridPos": {"h": 1, "w": GRID_WIDTH, "x": 0, "y": self._y}, "panels": []}
+        )  # fmt: skip
+        self._y += 1
+        self._row_height = 0
+
+    def add(self, panel: dict[str, Any], width: int = 8, height: int = 8) -> None:
+        if self._x + width > GRID_WIDTH:
+            self._y += self._row_height
+            self._x, self._row_height = 0, 0
+        panel["id"] = self._next_id()
+        panel["gridPos"] = {"h": height, "w": width, "x": self._x, "y": self._y}
+        self._x += width
+        self._row_height = max(self._row_height, height)
+        self.panels.append(panel)
+
+
+def _target(expr: str, legend: str, ref: str = "A") -> dict[str, Any]:
+    return {"datasource": DATASOURCE, "expr": expr, "legendFormat": legend, "refId": ref, "interval": "1s"}
+
+
+def _targets(*queries: tuple[str, str]) -> list[dict[str, Any]]:
+    return [_target(expr, legend, chr(ord("A") + n)) for n, (expr, legend) in enumerate(queries)]
+
+
+def timeseries(title: str, description: str, queries: list[tuple[str, str]], unit: str = "short",
+               stepped: bool = False, stack: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Return a time series panel."""
+    custom: dict[str, Any] = {"lineWidth": 2, "fillOpacity": 10, "showPoints": "never", "spanNulls": False}
+    if stepped:
+        custom["lineInterpolation"] = "stepAfter"
+    if stack:
+        custom["stacking"] = {"mode": "normal", "group": "A"}
+    return {
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": _targets(*queries),
+        "fieldConfig": {"defaults": {"unit": unit, "custom": custom}, "overrides": []},
+        "options": {"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}},
+    }
+
+
+def state_timeline(title: str, description: str, queries: list[tuple[str, str]],
+                   states: dict[str, tuple[str, str]]) -> dict[str, Any]:  # fmt: skip
+    """Return a state timeline panel; ``states`` maps a value to its (text, colour)."""
+    mappings = [
+        {"type": "value", "options": {value: {"text": text, "color": color, "index": n}}}
+        for n, (value, (text, color)) in enumerate(states.items())
+    ]
+    return {
+        "type": "state-timeline",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": _targets(*queries),
+        "fieldConfig": {
+            "defaults": {"mappings": mappings, "color": {"mode": "thresholds"}, "custom": {"fillOpacity": 80}},
+            "overrides": [],
+        },
+        "options": {"showValue": "never", "mergeValues": True, "rowHeight": 0.8, "legend": {"showLegend": False}},
+    }
+
+
+def stat(title: str, description: str, queries: list[tuple[str, str]], unit: str = "short") -> dict[str, Any]:
+    """Return a single-number panel."""
+    return {
+        "type": "stat",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": _targets(*queries),
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}, "colorMode": "value"},
+    }
+
+
+UP_DOWN = {"1": ("up", "green"), "0": ("down", "red")}
+ON_OFF = {"1": ("on", "green"), "0": ("off", "orange")}
+
+
+def overview() -> dict[str, Any]:
+    """Return the overview dashboard: the one a lab user opens first."""
+    layout = _Layout()
+    layout.row("Traffic")
+    layout.add(timeseries(
+        "Requests per second by gateway", "What each gateway serves: kill one and watch the other take it all.",
+        [('sum by (instance) (instance_status:scalelab_http_requests:rate10s{service="gateway"})', "{{instance}}")],
+        "reqps", stack=True))  # fmt: skip
+    layout.add(timeseries(
+        "Requests per second by microservice", "How the gateways spread /process over the microservice instances.",
+        [('sum by (instance) (instance_status:scalelab_http_requests:rate10s{service="microservice"})',
+          "{{instance}}")],
+        "reqps", stack=True))  # fmt: skip
+    layout.add(timeseries(
+        "Status codes at the load balancer", "Answers the clients got, by HTTP status.",
+        [('sum by (status) (instance_status:scalelab_http_requests:rate10s{service="load-balancer"})', "{{status}}")],
+        "reqps", stack=True))  # fmt: skip
+    layout.add(timeseries(
+        "Latency at the load balancer", "What clients wait, from the balancer's histogram.",
+        [('instance:scalelab_http_request_duration_seconds:p50_rate10s{service="load-balancer"}', "p50"),
+         ('instance:scalelab_http_request_duration_seconds:p95_rate10s{service="load-balancer"}', "p95"),
+         ('instance:scalelab_http_request_duration_seconds:p99_rate10s{service="load-balancer"}', "p99")],
+        "s"), width=12)  # fmt: skip
+    layout.add(timeseries(
+        "p99 latency by gateway", "Each selected gateway's own p99 (all routes).",
+        [('instance:scalelab_http_request_duration_seconds:p99_rate10s{service="gateway", instance=~"$gateway"}',
+          "{{instance}}")],
+        "s"), width=12)  # fmt: skip
+    layout.row("Failover")
+    layout.add(state_timeline(
+        "Backend health", "Each pool's view of its backends: the balancer's gateways, the gateways' microservices.",
+        [("pool_backend:scalelab_backend_up:min", "{{pool}} / {{backend}}")], UP_DOWN), width=12)  # fmt: skip
+    layout.add(state_timeline(
+        "Instances Prometheus can scrape", "A killed or paused instance stops answering /metrics.",
+        [('up{job="scalelab"}', "{{instance}}")], UP_DOWN), width=12)  # fmt: skip
+    layout.add(timeseries(
+        "Requests per second by backend", "What each pool sends to each backend.",
+        [("pool_backend:scalelab_backend_requests:rate10s", "{{pool}} / {{backend}}")], "reqps"), width=12)  # fmt: skip
+    layout.add(timeseries(
+        "Retries per second", "Requests sent to another backend after theirs failed: failover at work.",
+        [("pool_backend:scalelab_backend_retries:rate10s", "{{pool}} / {{backend}}")], "reqps"), width=12)  # fmt: skip
+    layout.row("Cache")
+    layout.add(timeseries(
+        "Cache hit ratio", "Share of cache lookups that found a live entry.",
+        [("scalelab_cache_hit_ratio:rate10s", "hit ratio")], "percentunit"))  # fmt: skip
+    layout.add(timeseries(
+        "Cache operations per second", "Hits, misses, and entries dropped for room (evictions) or age (expirations).",
+        [("sum(rate(scalelab_cache_hits_total[10s]))", "hits"),
+         ("sum(rate(scalelab_cache_misses_total[10s]))", "misses"),
+         ("sum(rate(scalelab_cache_evictions_total[10s]))", "evictions"),
+         ("sum(rate(scalelab_cache_expirations_total[10s]))", "expirations")], "ops"))  # fmt: skip
+    layout.add(timeseries(
+        "Gateway cache lookups by result",
+        "hit, miss, error (cache down: read from the database) or bypass (cache off).",
+        [("sum by (result) (rate(scalelab_gateway_cache_lookups_total[10s]))", "{{result}}")], "ops",
+        stack=True))  # fmt: skip
+    layout.row("Database and worker")
+    layout.add(timeseries(
+        "Database queries per second", "What reaches the database: it climbs when the cache is off or cold.",
+        [("operation:scalelab_db_queries:rate10s", "{{operation}}")], "qps", stack=True), width=6)  # fmt: skip
+    layout.add(timeseries(
+        "Database p99 query time", "Simulated latency included: the latency_ms and jitter_ms knobs show here.",
+        [("operation:scalelab_db_query_duration_seconds:p99_rate10s", "{{operation}}")], "s"), width=6)  # fmt: skip
+    layout.add(timeseries(
+        "Task queue", "Tasks waiting and running in the worker.",
+        [("scalelab_tasks_queue_depth:sum", "queued"), ("sum(scalelab_tasks_in_progress)", "running")]),
+        width=6)  # fmt: skip
+    layout.add(timeseries(
+        "Tasks finished per second", "Completed and failed tasks.",
+        [("status:scalelab_tasks:rate10s", "{{status}}")], "ops", stack=True), width=6)  # fmt: skip
+    layout.row("Knobs")
+    layout.add(state_timeline(
+        "Cache switch per gateway", "The gateways' cache_enabled knob.",
+        [('scalelab_knob_value{knob="cache_enabled"}', "{{instance}}")], ON_OFF), width=8)  # fmt: skip
+    layout.add(timeseries(
+        "Injected delays and error rates", "Knobs that slow or break a service, so a change shows on the time axis.",
+        [('scalelab_knob_value{knob=~"latency_ms|jitter_ms|extra_latency_ms|service_time_ms"}',
+          "{{instance}} {{knob}}")], "ms", stepped=True), width=8)  # fmt: skip
+    layout.add(timeseries(
+        "Error-rate knobs", "Share of requests a service fails on purpose.",
+        [('scalelab_knob_value{knob="error_rate"}', "{{instance}}")], "percentunit", stepped=True),
+        width=8)  # fmt: skip
+    return {
+        "uid": "scalelab-overview",
+        "title": "ScaleLab overview",
+        "description": "Traffic, failover, cache, database and worker of the ScaleLab stack, at one-second resolution.",
+        "tags": ["scalelab"],
+        "timezone": "browser",
+        "editable": False,
+        "graphTooltip": 1,
+        "refresh": "2s",
+        "time": {"from": "now-5m", "to": "now"},
+        "timepicker": {"refresh_intervals": ["1s", "2s", "5s", "10s", "30s"]},
+        "schemaVersion": 39,
+        "version": 1,
+        "templating": {
+            "list": [
+                {
+                    "name": "gateway",
+                    "label": "Gateway",
+                    "type": "query",
+                    "datasource": DATASOURCE,
+                    "query": {
+                        "query": 'label_values(scalelab_instance_info{service="gateway"}, instance)',
+                        "refId": "gw",
+                    },
+                    "definition": 'label_values(scalelab_instance_info{service="gateway"}, instance)',
+                    "refresh": 2,
+                    "multi": True,
+                    "includeAll": True,
+                    "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+                    "sort": 1,
+                }
+            ]
+        },
+        "annotations": {
+            "list": [
+                {
+                    "name": "Health changes",
+                    "datasource": DATASOURCE,
+                    "enable": True,
+                    "iconColor": "red",
+                    "expr": "increase(scalelab_backend_health_transitions_total[2s]) > 0",
+                    "step": "1s",
+                    "titleFormat": "{{backend}} went {{to}}",
+                    "tagKeys": "pool,backend",
+                },
+                {
+                    "name": "Knob changes",
+                    "datasource": DATASOURCE,
+                    "enable": True,
+                    "iconColor": "orange",
+                    "expr": "changes(scalelab_knob_value[2s]) > 0",
+                    "step": "1s",
+                    "titleFormat": "{{instance}} changed {{knob}}",
+                    "tagKeys": "instance,knob",
+                },
+            ]
+        },
+        "panels": layout.panels,
+    }
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    """Return every dashboard by file name."""
+    return {"scalelab-overview.json": overview()}
+
+
+def panel_queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Yield ``(panel title, PromQL)`` for every query of every panel, annotations included."""
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            yield f"panel {panel['id']} {panel['title']!r} ({target['refId']})", target["expr"]
+    for annotation in dashboard.get("annotations", {}).get("list", []):
+        if "expr" in annotation:
+            yield f"annotation {annotation['name']!r}", annotation["expr"]
+
+
+def render(dashboard: dict[str, Any]) -> str:
+    """Return the dashboard as the JSON text committed under grafana/dashboards/."""
+    return json.dumps(dashboard, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_dashboards(directory: Path = DASHBOARD_DIR) -> list[Path]:
+    """Write every dashboard into ``directory`` and return the paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, dashboard in dashboards().items():
+        path = directory / name
+        path.write_text(render(dashboard))
+        paths.append(path)
+    return paths
+
+
+if __name__ == "__main__":
+    for written in write_dashboards():
+        print(f"wrote {written}")
