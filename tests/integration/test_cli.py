@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -63,7 +64,32 @@ def test_add_puts_a_new_microservice_in_rotation(tmp_path: Path, capsys: pytest.
             return ids == {"1", "2", "3", "4"}
 
         wait_for(seen_all_four)
+        targets = json.loads((tmp_path / "prometheus" / "targets" / "scalelab.json").read_text())
+        assert "microservice-4" in {group["labels"]["instance"] for group in targets}
+
+        def scraped() -> bool:
+            answer = requests.get(
+                stack.url("prometheus") + "/api/v1/query",
+                params={"query": 'up{instance="microservice-4"} == 1'},
+                timeout=REQUEST_TIMEOUT,
+            ).json()
+            return bool(answer["data"]["result"])
+
+        wait_for(scraped, timeout=15)
         assert cli(["--run-dir", str(tmp_path), "kill", "microservice-4"]) == 0
         assert "killed microservice-4" in capsys.readouterr().out
         assert cli(["--run-dir", str(tmp_path), "kill", "nosuch"]) == 1
         assert "no instance named 'nosuch'" in capsys.readouterr().err
+
+
+def test_without_prometheus_the_stack_says_so_once_and_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SCALELAB_PROMETHEUS_BIN", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))  # no prometheus binary to be found
+    run_dir = tmp_path / "run"
+    with started_stack(run_dir) as stack:
+        out = capsys.readouterr().out
+        assert out.count("Prometheus not found") == 1
+        assert "prometheus" not in [info.name for info in stack.orchestrator.instances()]
+        assert requests.get(stack.lb + "/health", timeout=REQUEST_TIMEOUT).status_code == 200
