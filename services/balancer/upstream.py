@@ -90,6 +90,9 @@ class _Connection(asyncio.Protocol):
         waiter, parser = self._waiter, self._parser
         if waiter is None or parser is None or waiter.done():
             return
+        if parser.get_status_code() < 200:  # an interim answer (100 Continue, 103): the final one follows
+            self._headers, self._body = [], []
+            return
         self.keep_alive = self.keep_alive and parser.should_keep_alive()
         self._parser = None
         waiter.set_result(UpstreamResponse(parser.get_status_code(), self._headers, b"".join(self._body)))

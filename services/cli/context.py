@@ -6,14 +6,14 @@ import sys
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from ..orchestrator import LocalOrchestrator
+from ..orchestrator import LocalOrchestrator, Orchestrator
 
 
 @dataclass
 class Context:
     """The state a command works on."""
 
-    orchestrator: LocalOrchestrator
+    orchestrator: Orchestrator
     # Looked up when the command runs, so a redirected sys.stdout (tests, pipes) is honoured.
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
@@ -25,3 +25,19 @@ class Context:
     def fail(self, message: str) -> None:
         """Print an error line."""
         print(f"scalelab: {message}", file=self.err, flush=True)
+
+
+def pick_orchestrator(run_dir: str) -> Orchestrator:
+    """Return the orchestrator of the running stack: local processes, else a Docker compose stack.
+
+    A stack started here with `scalelab up` wins; otherwise a running compose project
+    `scalelab` is found by its labels; with neither, the local one (which says nothing runs).
+    """
+    local = LocalOrchestrator(run_dir)
+    if local.running():
+        return local
+    from ..orchestrator.docker import DockerOrchestrator, docker_stack_running
+
+    if docker_stack_running():
+        return DockerOrchestrator()
+    return local

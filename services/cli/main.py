@@ -8,7 +8,7 @@ import sys
 
 from ..orchestrator import LocalOrchestrator
 from .commands import add, down, instance, status, up
-from .context import Context
+from .context import Context, pick_orchestrator
 
 DEFAULT_RUN_DIR = ".scalelab"
 
@@ -53,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 def cli(argv: list[str] | None = None) -> int:
     """Run ``scalelab`` with ``argv`` and return its exit code."""
     args = build_parser().parse_args(argv)
-    ctx = Context(LocalOrchestrator(args.run_dir))
+    # Starting and stopping a stack is local-process business; the other verbs act on
+    # whichever stack runs, local or compose.
+    orchestrator = LocalOrchestrator(args.run_dir) if args.verb in ("up", "down") else pick_orchestrator(args.run_dir)
+    ctx = Context(orchestrator)
     return int(args.func(ctx, args))
 
 

@@ -34,6 +34,7 @@ class InstanceInfo:
     state: str  # one of PROCESS_STATES
     pid: int | None = None
     health_path: str = "/health"
+    health: str | None = None  # when the orchestrator knows it (Docker's health checks); else probe health_path
 
     @property
     def url(self) -> str:

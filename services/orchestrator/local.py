@@ -25,6 +25,7 @@ from typing import Any
 
 from ..observability.scrape import REPO_PROMETHEUS_DIR, write_config
 from .base import InstanceInfo, Orchestrator, OrchestratorError
+from .membership import BALANCED_BY, announce
 from .topology import EXTRA_PORT_BASE, Secrets, default_topology, instance_env, prometheus_spec, service_of
 
 __all__ = ["REQUIRED_MODULES", "LocalOrchestrator"]
@@ -254,9 +255,14 @@ class LocalOrchestrator(Orchestrator):
             env = instance_env(name, port, ports, Secrets(**state["secrets"]), self.data_dir)
             entries[name] = {"service": service, "port": port, "env": env, "pid": None}
             self._write_prometheus_config(state)
+            admin_token = state["secrets"]["admin_token"]
         self._spawn(name)
         self._wait_healthy(name)
-        return self.get(name)
+        info = self.get(name)
+        balancer, path = BALANCED_BY[service]
+        peers = [peer.url for peer in self.instances() if peer.service == balancer and peer.state == "running"]
+        announce(name, info.url, path, peers, admin_token)
+        return info
 
     # ---------------------------------------------------------------- prometheus
     @property

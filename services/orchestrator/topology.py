@@ -5,6 +5,7 @@ One place says which instances exist, so every mode uses the same names and port
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,8 +54,14 @@ class InstanceSpec:
     health_path: str = "/health"
 
 
-def _url(port: int) -> str:
-    return f"http://127.0.0.1:{port}"
+def local_host(_name: str) -> str:
+    """Where an instance is reached in local mode: every process listens on loopback."""
+    return "127.0.0.1"
+
+
+def container_host(name: str) -> str:
+    """Where an instance is reached in compose: by its service name, resolved at each connection."""
+    return name
 
 
 def service_of(name: str) -> str:
@@ -68,19 +75,34 @@ def index_of(name: str) -> str:
     return name.rpartition("-")[2]
 
 
-def instance_env(name: str, port: int, specs_ports: dict[str, int], secrets: Secrets, data_dir: Path) -> dict[str, str]:
-    """Return the environment for instance ``name`` given the ports of every instance."""
+def instance_env(
+    name: str,
+    port: int,
+    specs_ports: dict[str, int],
+    secrets: Secrets,
+    data_dir: Path,
+    host: Callable[[str], str] = local_host,
+) -> dict[str, str]:
+    """Return the environment for instance ``name`` given the ports of every instance.
+
+    ``host`` says where another instance is reached: loopback locally, its name in compose.
+    """
     service = service_of(name)
+
+    def url(instance: str) -> str:
+        return f"http://{host(instance)}:{specs_ports[instance]}"
+
     env = {
+        "SCALELAB_SERVICE": service,
         "SCALELAB_INSTANCE": name,
-        "SCALELAB_BIND": "127.0.0.1",
+        "SCALELAB_BIND": "127.0.0.1" if host is local_host else "0.0.0.0",
         "SCALELAB_ADMIN_TOKEN": secrets.admin_token,
     }
     if service in THREADS:
         env["SCALELAB_THREADS"] = str(THREADS[service])
 
     def members(prefix: str) -> str:
-        return ",".join(f"{n}={_url(p)}" for n, p in sorted(specs_ports.items()) if service_of(n) == prefix)
+        return ",".join(f"{n}={url(n)}" for n in sorted(specs_ports) if service_of(n) == prefix)
 
     if service == "load-balancer":
         env.update(BALANCER_PORT=str(port), BALANCER_BACKENDS=members("gateway"))
@@ -89,9 +111,9 @@ def instance_env(name: str, port: int, specs_ports: dict[str, int], secrets: Sec
             GATEWAY_PORT=str(port),
             GATEWAY_ID=index_of(name),
             SCALELAB_JWT_SECRET=secrets.jwt_secret,
-            GATEWAY_CACHE_URL=_url(specs_ports["cache"]),
-            GATEWAY_DATABASE_URL=_url(specs_ports["database"]),
-            GATEWAY_WORKER_URL=_url(specs_ports["worker"]),
+            GATEWAY_CACHE_URL=url("cache"),
+            GATEWAY_DATABASE_URL=url("database"),
+            GATEWAY_WORKER_URL=url("worker"),
             GATEWAY_MICROSERVICES=members("microservice"),
         )
     elif service == "microservice":

@@ -49,6 +49,10 @@ class Stack:
     def lb(self) -> str:
         return self.url("load-balancer")
 
+    def services(self) -> list:
+        """Return the ScaleLab service instances (Prometheus, when it runs, is not one of them)."""
+        return [info for info in self.orchestrator.instances() if info.service != "prometheus"]
+
     def admin(self) -> dict[str, str]:
         return {"X-Admin-Token": self.admin_token}
 

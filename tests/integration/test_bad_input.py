@@ -31,7 +31,7 @@ def test_bad_input_through_the_balancer(healthy_stack: Stack) -> None:
 
 def test_bad_input_on_each_service(healthy_stack: Stack) -> None:
     admin = healthy_stack.admin()
-    for info in healthy_stack.orchestrator.instances():
+    for info in healthy_stack.services():
         _json_error(requests.get(info.url + "/definitely-missing", timeout=T), 404)
         _json_error(requests.put(info.url + "/control", data="{oops", headers=admin, timeout=T), 400)
         _json_error(requests.put(info.url + "/control", json={"no_such_knob": 1}, headers=admin, timeout=T), 400)

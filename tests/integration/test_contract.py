@@ -106,7 +106,7 @@ def test_database_routes(healthy_stack: Stack) -> None:
 
 
 def test_every_instance_has_health_and_metrics(healthy_stack: Stack) -> None:
-    for info in healthy_stack.orchestrator.instances():
+    for info in healthy_stack.services():
         health = requests.get(info.url + "/health", timeout=T)
         assert health.status_code == 200 and health.json()["instance"] == info.name
         metrics = requests.get(info.url + "/metrics", timeout=T)

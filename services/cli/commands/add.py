@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from ...orchestrator import OrchestratorError
-from ...orchestrator.membership import register
+from ...orchestrator.membership import BALANCED_BY
 from .. import exitcodes
 from ..context import Context
 
 
 def run(ctx: Context, service: str) -> exitcodes.ExitCode:
-    """Start the instance, then register it with the pools that balance it."""
+    """Start the instance; the orchestrator also registers it with the pools that balance it."""
     try:
         info = ctx.orchestrator.add(service)
-        pools = register(ctx.orchestrator, info)
     except OrchestratorError as exc:
         ctx.fail(str(exc))
         return exitcodes.FAILED
-    ctx.say(f"added {info.name} on {info.url}; now balanced by {', '.join(pools) or 'nothing yet'}")
+    ctx.say(f"added {info.name} (port {info.port}); every {BALANCED_BY[service][0]} now balances it")
     return exitcodes.OK

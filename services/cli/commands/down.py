@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from ...orchestrator import LocalOrchestrator
 from .. import exitcodes
 from ..context import Context
 
 
 def run(ctx: Context) -> exitcodes.ExitCode:
     """Stop the stack; say so when nothing was running."""
-    stopped = ctx.orchestrator.down()
+    orchestrator = ctx.orchestrator
+    assert isinstance(orchestrator, LocalOrchestrator), "`scalelab down` stops local processes"
+    stopped = orchestrator.down()
     ctx.say(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
     return exitcodes.OK

@@ -15,12 +15,13 @@ def print_status(ctx: Context) -> int:
     rows = []
     unhealthy = 0
     for info in ctx.orchestrator.instances():
-        if info.state == "running":
-            ok = healthy(info.port, HEALTH_PROBE_SECONDS, info.health_path)
-            unhealthy += not ok
-            health = "healthy" if ok else "unhealthy"
-        else:
+        if info.state != "running":
             health = "-"
+        elif info.health is not None:
+            health = info.health
+        else:
+            health = "healthy" if healthy(info.port, HEALTH_PROBE_SECONDS, info.health_path) else "unhealthy"
+        unhealthy += health not in ("-", "healthy")
         rows.append(
             (info.name, info.service, info.url, info.pid if info.state != "stopped" else None, info.state, health)
         )
@@ -31,7 +32,8 @@ def print_status(ctx: Context) -> int:
 def run(ctx: Context) -> exitcodes.ExitCode:
     """Print the table, or say that no stack was started here."""
     if not ctx.orchestrator.instances():
-        ctx.say(f"no stack has been started from {ctx.orchestrator.run_dir}; run `scalelab up`")
+        where = getattr(ctx.orchestrator, "run_dir", ".")
+        ctx.say(f"no stack has been started from {where}; run `scalelab up` (or `docker compose up --build`)")
         return exitcodes.FAILED
     print_status(ctx)
     return exitcodes.OK

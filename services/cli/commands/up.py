@@ -9,7 +9,7 @@ import time
 from types import FrameType
 
 from ...observability.scrape import find_prometheus
-from ...orchestrator import OrchestratorError, Secrets
+from ...orchestrator import LocalOrchestrator, OrchestratorError, Secrets
 from .. import exitcodes
 from ..context import Context
 from .status import print_status
@@ -36,6 +36,7 @@ def _raise_stop(_signum: int, _frame: FrameType | None) -> None:
 def run(ctx: Context, detach: bool, port_offset: int) -> exitcodes.ExitCode:
     """Start the stack; stay in the foreground until Ctrl-C unless ``detach``."""
     orchestrator = ctx.orchestrator
+    assert isinstance(orchestrator, LocalOrchestrator), "`scalelab up` starts local processes"
     ctx.say(f"starting ScaleLab from {orchestrator.run_dir} ...")
     started = time.monotonic()
     prometheus = find_prometheus()
