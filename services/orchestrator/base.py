@@ -35,10 +35,11 @@ class InstanceInfo:
     pid: int | None = None
     health_path: str = "/health"
     health: str | None = None  # when the orchestrator knows it (Docker's health checks); else probe health_path
+    host: str = "127.0.0.1"  # where this machine reaches it (a container's name when not published)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
 
 class Orchestrator(abc.ABC):

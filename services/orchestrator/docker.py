@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from .base import InstanceInfo, Orchestrator, OrchestratorError, UnknownInstance
-from .compose import PROJECT
+from .compose import PROJECT, PUBLISHED
 from .membership import BALANCED_BY
 from .topology import EXTRA_PORT_BASE, PORTS, service_of
 
@@ -63,7 +63,8 @@ class DockerOrchestrator(Orchestrator):
         port = _port_of(name, container)
         state = STATES.get(container.status, "stopped")
         health = container.attrs["State"].get("Health", {}).get("Status") if state == "running" else None
-        return InstanceInfo(name, service_of(name), port, state, health=health)
+        host = "127.0.0.1" if name in PUBLISHED else name
+        return InstanceInfo(name, service_of(name), port, state, health=health, host=host)
 
     def instances(self) -> list[InstanceInfo]:
         return [self._info(name, container) for name, container in sorted(self._containers().items())]
@@ -167,6 +168,8 @@ class DockerOrchestrator(Orchestrator):
 
 def _port_of(name: str, container: Any) -> int:
     """Return the port the instance listens on inside the network (its classic port)."""
+    if name in PUBLISHED:
+        return PUBLISHED[name]
     if name in PORTS:
         return PORTS[name]
     env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"] if "=" in item)

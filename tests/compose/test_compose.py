@@ -1,0 +1,82 @@
+"""The compose stack on a real Docker engine: the contract on :8000, Prometheus, failover."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from services.orchestrator.docker import DockerOrchestrator
+
+from ..integration.conftest import wait_for
+from ..integration.load import run_load
+from .conftest import SERVICES, compose, compose_command
+
+pytestmark = pytest.mark.compose
+LB = "http://127.0.0.1:8000"
+PROMETHEUS = "http://127.0.0.1:9090"
+T = 10
+
+
+def _token() -> dict[str, str]:
+    return {"Authorization": requests.get(LB + "/token", timeout=T).json()["token"]}
+
+
+def _prom(expr: str) -> list:
+    return requests.get(PROMETHEUS + "/api/v1/query", params={"query": expr}, timeout=T).json()["data"]["result"]
+
+
+def test_compose_file_is_accepted_by_the_compose_cli() -> None:
+    if compose_command() is None:
+        pytest.skip("no compose CLI (docker compose or docker-compose); .ci/run installs one")
+    result = compose("config", "-q", check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_lab_contract_through_port_8000(compose_stack: None) -> None:
+    headers = _token()
+    first = requests.get(LB + "/data", params={"key": "compose-key"}, headers=headers, timeout=T).json()
+    second = requests.get(LB + "/data", params={"key": "compose-key"}, headers=headers, timeout=T).json()
+    assert (first["cached"], second["cached"]) == (False, True) and first["gateway_id"] in {"1", "2"}
+    ids = {requests.get(LB + "/process", headers=headers, timeout=T).json()["service_id"] for _ in range(9)}
+    assert ids == {"1", "2", "3"}
+    accepted = requests.post(LB + "/longtask", json={"duration": 0.1}, headers=headers, timeout=T)
+    assert accepted.status_code == 202
+    task_id = accepted.json()["task_id"]
+    wait_for(lambda: requests.get(f"http://127.0.0.1:5005/task/{task_id}", timeout=T).json()["status"] == "completed")
+    assert requests.post("http://127.0.0.1:5004/cache/flush", timeout=T).status_code == 200
+    assert (
+        requests.get(LB + "/data", params={"key": "compose-key"}, headers=headers, timeout=T).json()["cached"] is False
+    )
+
+
+def test_prometheus_scrapes_every_instance(compose_stack: None) -> None:
+    def all_up() -> bool:
+        targets = requests.get(PROMETHEUS + "/api/v1/targets", timeout=T).json()["data"]["activeTargets"]
+        health = {t["labels"]["instance"]: t["health"] for t in targets}
+        return set(health) >= set(SERVICES) and all(value == "up" for value in health.values())
+
+    wait_for(all_up, timeout=30)
+
+
+def test_scalelab_finds_the_containers_by_their_labels(compose_stack: None) -> None:
+    names = {info.name for info in DockerOrchestrator().instances()}
+    assert names == set(SERVICES)
+    with pytest.raises(KeyError, match="no container of compose project 'scalelab'"):
+        DockerOrchestrator().kill("not-ours")
+
+
+def test_killing_a_gateway_container_under_load_fails_no_request(compose_stack: None) -> None:
+    orchestrator = DockerOrchestrator()
+    result = run_load(LB + "/data", _token(), 6, 6.0, lambda: orchestrator.kill("gateway-2"), "gateway_id")
+    assert result.total > 50
+    assert result.failed == 0, result.errors[:5]
+    wait_for(lambda: _prom('up{instance="gateway-2"} == 0'), timeout=15)
+    orchestrator.start("gateway-2")
+    headers = _token()
+
+    def traffic_back() -> bool:
+        ids = {requests.get(LB + "/data", headers=headers, timeout=T).json()["gateway_id"] for _ in range(6)}
+        return ids == {"1", "2"}
+
+    wait_for(traffic_back, timeout=30)
+    wait_for(lambda: _prom('up{instance="gateway-2"} == 1'), timeout=15)
