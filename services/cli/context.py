@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -27,17 +29,21 @@ class Context:
         print(f"scalelab: {message}", file=self.err, flush=True)
 
 
-def pick_orchestrator(run_dir: str) -> Orchestrator:
+def pick_orchestrator(run_dir: str, environ: Mapping[str, str] | None = None) -> Orchestrator:
     """Return the orchestrator of the running stack: local processes, else a Docker compose stack.
 
     A stack started here with `scalelab up` wins; otherwise a running compose project
     `scalelab` is found by its labels; with neither, the local one (which says nothing runs).
+    SCALELAB_ORCHESTRATOR=local or docker skips the search (tests use it to stay off Docker).
     """
+    choice = (os.environ if environ is None else environ).get("SCALELAB_ORCHESTRATOR", "auto")
+    if choice not in ("auto", "local", "docker"):
+        raise ValueError(f"SCALELAB_ORCHESTRATOR must be auto, local or docker, not {choice!r}")
     local = LocalOrchestrator(run_dir)
-    if local.running():
+    if choice == "local" or (choice == "auto" and local.running()):
         return local
     from ..orchestrator.docker import DockerOrchestrator, docker_stack_running
 
-    if docker_stack_running():
+    if choice == "docker" or docker_stack_running():
         return DockerOrchestrator()
     return local

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import requests
 
+from services.cli.main import cli
 from services.orchestrator.docker import DockerOrchestrator
 
 from ..integration.conftest import wait_for
@@ -80,3 +83,19 @@ def test_killing_a_gateway_container_under_load_fails_no_request(compose_stack: 
 
     wait_for(traffic_back, timeout=30)
     wait_for(lambda: _prom('up{instance="gateway-2"} == 1'), timeout=15)
+
+
+def test_scalelab_add_puts_a_new_microservice_container_in_rotation(
+    compose_stack: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SCALELAB_ORCHESTRATOR", "auto")  # as a user types it: the CLI finds the stack
+    assert cli(["--run-dir", str(tmp_path), "add", "microservice"]) == 0
+    assert "added microservice-4" in capsys.readouterr().out
+    headers = _token()
+
+    def four_services() -> bool:
+        ids = {requests.get(LB + "/process", headers=headers, timeout=T).json()["service_id"] for _ in range(12)}
+        return ids == {"1", "2", "3", "4"}
+
+    wait_for(four_services, timeout=30)
+    assert cli(["--run-dir", str(tmp_path), "kill", "microservice-4"]) == 0
