@@ -59,6 +59,10 @@ class Balancer:
         """Start probing the gateways once the server runs."""
         self.tier.start()
 
+    async def stop_health_checks(self, _app: web.Application) -> None:
+        """Stop probing when the server shuts down."""
+        self.tier.checker.stop()
+
     # ---------------------------------------------------------------- routes
     async def health(self, request: web.Request) -> web.Response:
         return _json({
@@ -137,5 +141,6 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     # Everything else goes to a gateway.
     app.router.add_route("*", "/{tail:.*}", balancer.observed("proxy", balancer.proxy.handle))
     app.on_startup.append(balancer.start_health_checks)
+    app.on_cleanup.append(balancer.stop_health_checks)
     app.on_cleanup.append(balancer.proxy.close)
     return app

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
+
+from ..kit.sqlite import open_database
 
 __all__ = ["SEED_IDS", "RecordStore", "make_record"]
 
@@ -31,12 +32,9 @@ class RecordStore:
 
     def __init__(self, path: str | Path, seed_records: int = 100) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn = open_database(self.path)
         self._lock = threading.Lock()
         with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("CREATE TABLE IF NOT EXISTS records (id TEXT PRIMARY KEY, data TEXT NOT NULL)")
             empty = self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 0
         if empty:

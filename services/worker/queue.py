@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from ..kit.sqlite import open_database
 
 __all__ = ["STATUSES", "TaskQueue"]
 
@@ -20,12 +21,9 @@ class TaskQueue:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn = open_database(self.path)
         self._lock = threading.Lock()
         with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(
                 """CREATE TABLE IF NOT EXISTS tasks (
                     seq INTEGER PRIMARY KEY AUTOINCREMENT,
