@@ -69,10 +69,22 @@ class CacheAside:
         else:
             self.lookups.labels("bypass").inc()
         if self._knobs["coalescing"]:
-            record, shared = self._flight.do(key, lambda: self._load(key, use_cache))
+            (record, cached), shared = self._flight.do(key, lambda: self._load_once(key, use_cache))
             if shared:
                 self.coalesced.inc()
-            return record, False
+            return record, cached
+        return self._load(key, use_cache), False
+
+    def _load_once(self, key: str, use_cache: bool) -> tuple[Any, bool]:
+        """Load ``key`` as the one caller doing so; first look again whether it is cached now.
+
+        A request that missed the cache just before another one filled it, and asked for
+        the key just after that one's load finished, would otherwise read the database again.
+        """
+        if use_cache:
+            hit = self._cache_get(key, count=False)
+            if hit is not None:
+                return hit, True
         return self._load(key, use_cache), False
 
     def cache_state(self) -> str:
@@ -88,20 +100,21 @@ class CacheAside:
         self._cache_down_until = self._clock() + self._retry_after
         self.lookups.labels("error").inc()
 
-    def _cache_get(self, key: str) -> Any | None:
+    def _cache_get(self, key: str, count: bool = True) -> Any | None:
+        """Return the cached record or None; ``count`` says whether this lookup shows in the metrics."""
         if not self._cache_available():
-            self.lookups.labels("error").inc()
+            if count:
+                self.lookups.labels("error").inc()
             return None
         try:
             status, body = self._cache.get_json(_path("/cache/", cache_key(key)))
         except UpstreamError as exc:
             self._cache_failed(exc)
             return None
-        if status == 200:
-            self.lookups.labels("hit").inc()
-            return body["value"]
-        self.lookups.labels("miss").inc()
-        return None
+        result = "hit" if status == 200 else "miss"
+        if count:
+            self.lookups.labels(result).inc()
+        return body["value"] if status == 200 else None
 
     def _load(self, key: str, fill_cache: bool) -> Any:
         self.database_reads.inc()
@@ -115,9 +128,9 @@ class CacheAside:
         body.pop("created", None)
         if fill_cache and self._cache_available():
             try:
-                self._cache.send_json(
-                    "POST", _path("/cache/", cache_key(key)), {"value": body, "ttl": self._knobs["cache_ttl_seconds"]}
-                )
+                entry = {"value": body, "ttl": self._knobs["cache_ttl_seconds"]}
+                # Storing a value under a key is safe to repeat on a fresh connection.
+                self._cache.send_json("POST", _path("/cache/", cache_key(key)), entry, idempotent=True)
             except UpstreamError as exc:
                 self._cache_failed(exc)
         return body
