@@ -140,6 +140,7 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
         app.router.add_route(method, path, balancer.observed(path, handler))
     # Everything else goes to a gateway.
     app.router.add_route("*", "/{tail:.*}", balancer.observed("proxy", balancer.proxy.handle))
+    app.on_startup.append(balancer.proxy.open)
     app.on_startup.append(balancer.start_health_checks)
     app.on_cleanup.append(balancer.stop_health_checks)
     app.on_cleanup.append(balancer.proxy.close)

@@ -6,6 +6,8 @@ does, and the balancer must cost little next to nginx (see the README's figures)
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -17,6 +19,8 @@ from ..kit.tier import BalancedTier, no_backend_error
 from .upstream import Upstream, UpstreamError
 
 __all__ = ["HOP_BY_HOP", "Proxy"]
+
+log = logging.getLogger(__name__)
 
 # Headers that describe one connection, not the message (RFC 9110 section 7.6.1), plus the
 # ones the proxy sets itself.
@@ -35,6 +39,22 @@ class Proxy:
         self._timeout = upstream_timeout
         self._connect_timeout = connect_timeout
         self._upstreams: dict[str, Upstream] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        tier.pool.on_transition(self._on_transition)
+
+    async def open(self, _app: web.Application | None = None) -> None:
+        """Remember the event loop, for health changes reported from the checker's threads."""
+        self._loop = asyncio.get_running_loop()
+
+    def _on_transition(self, backend: Backend, healthy: bool) -> None:
+        if healthy or self._loop is None or backend.name not in self._upstreams:
+            return
+        self._loop.call_soon_threadsafe(self._abort, backend.name)
+
+    def _abort(self, name: str) -> None:
+        cut = self._upstreams[name].abort_in_flight()
+        if cut:
+            log.warning("%s is down: moved %d request(s) in flight to other gateways where safe", name, cut)
 
     def _upstream(self, backend: Backend) -> Upstream:
         upstream = self._upstreams.get(backend.name)

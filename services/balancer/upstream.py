@@ -55,6 +55,7 @@ class _Connection(asyncio.Protocol):
         self.received_any = False
         self.keep_alive = True
         self.idle_since = 0.0
+        self.aborted = False
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -129,6 +130,7 @@ class Upstream:
         self._connect_timeout = connect_timeout
         self._timeout = timeout
         self._idle: list[_Connection] = []
+        self._active: set[_Connection] = set()
         self._host_header = f"Host: {host}:{port}\r\n".encode()
 
     async def _connect(self) -> _Connection:
@@ -166,18 +168,40 @@ class Upstream:
                     conn.transport.close()
                 continue
             try:
-                response = await conn.exchange(raw, method == "HEAD", self._timeout)
+                response = await self._exchange(conn, raw, method)
             except UpstreamError as exc:
-                if exc.failure is Failure.BROKEN and not conn.received_any and idempotent:
+                stale = exc.failure is Failure.BROKEN and not conn.received_any and not conn.aborted
+                if stale and idempotent:
                     self.close()  # its siblings are likely stale too
                     break
                 raise
             self._release(conn)
             return response
         conn = await self._connect()
-        response = await conn.exchange(raw, method == "HEAD", self._timeout)
+        response = await self._exchange(conn, raw, method)
         self._release(conn)
         return response
+
+    async def _exchange(self, conn: _Connection, raw: bytes, method: str) -> UpstreamResponse:
+        self._active.add(conn)
+        try:
+            return await conn.exchange(raw, method == "HEAD", self._timeout)
+        finally:
+            self._active.discard(conn)
+
+    def abort_in_flight(self) -> int:
+        """Cut every request waiting on this gateway (it was marked down); return how many.
+
+        A paused gateway keeps its connections open and never answers: without this, its
+        requests would wait for the full timeout before they could go elsewhere.
+        """
+        active = list(self._active)
+        for conn in active:
+            conn.aborted = True
+            if conn.transport is not None:
+                conn.transport.abort()
+        self.close()
+        return len(active)
 
     def _release(self, conn: _Connection) -> None:
         if conn.keep_alive and not conn.closed and len(self._idle) < MAX_IDLE:

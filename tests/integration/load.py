@@ -20,6 +20,7 @@ class LoadResult:
     statuses: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     served_by: Counter = field(default_factory=Counter)
+    slowest: float = 0.0  # seconds, the longest a request took
 
     @property
     def total(self) -> int:
@@ -43,6 +44,7 @@ def run_load(
             for _ in range(MAX_REQUESTS_PER_CLIENT):
                 if stop.is_set():
                     return
+                started = time.monotonic()
                 try:
                     response = session.get(url, headers=headers, timeout=10)
                 except requests.RequestException as exc:
@@ -50,6 +52,7 @@ def run_load(
                         result.errors.append(repr(exc))
                     continue
                 with lock:
+                    result.slowest = max(result.slowest, time.monotonic() - started)
                     result.statuses[response.status_code] += 1
                     if response.status_code == 200:
                         result.served_by[response.json()[field_name]] += 1

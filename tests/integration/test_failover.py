@@ -64,6 +64,18 @@ def test_paused_gateway_is_marked_down_within_the_health_check_bound(healthy_sta
     wait_for(lambda: _backend(healthy_stack, status_url, "gateway-1")["healthy"])
 
 
+def test_pausing_a_gateway_under_load_fails_no_request_and_stalls_none_for_long(healthy_stack: Stack) -> None:
+    result = run_load(
+        healthy_stack.lb + "/data", healthy_stack.auth(), CLIENTS, SECONDS,
+        lambda: healthy_stack.orchestrator.pause("gateway-2"), "gateway_id",
+    )  # fmt: skip
+    assert result.total > 100
+    assert result.failed == 0, result.errors[:5]
+    # Requests caught on the hung gateway move on once it is marked down, not after the 10 s timeout.
+    bound = HealthPolicy().detection_bound() + 1.5
+    assert result.slowest < bound, f"a request took {result.slowest:.2f} s (bound {bound:.2f} s)"
+
+
 def test_no_healthy_gateway_gives_a_clear_503(healthy_stack: Stack) -> None:
     healthy_stack.orchestrator.kill("gateway-1")
     healthy_stack.orchestrator.kill("gateway-2")
