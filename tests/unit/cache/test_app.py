@@ -160,8 +160,12 @@ def test_malformed_json_is_400(client):
     assert_json_error(response, 400)
 
 
-def test_body_without_json_content_type_is_400(client):
-    assert_json_error(client.post(url("k"), data='{"value": 1}', content_type="text/plain"), 400)
+def test_json_body_is_read_whatever_its_content_type(client):
+    # `curl -d '{"value": 1}'` sends application/x-www-form-urlencoded
+    response = client.post(url("k"), data='{"value": 1}', content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 201
+    assert client.get(url("k")).get_json()["value"] == 1
+    assert_json_error(client.post(url("k"), data="value=1", content_type="application/x-www-form-urlencoded"), 400)
 
 
 @pytest.mark.parametrize("body", [{}, {"val": 1}, [1, 2], "value", 3])
