@@ -64,9 +64,15 @@ class BalancedTier:
         for backend in self.pool.backends():
             self._add_weight_knob(backend)
         knobs.on_change(self._apply)
-        self.pool.on_transition(
-            lambda backend, healthy: log.warning("%s %s is now %s", name, backend.name, "UP" if healthy else "DOWN")
-        )
+        self.pool.on_transition(self._on_transition)
+
+    def _on_transition(self, backend: Backend, healthy: bool) -> None:
+        log.warning("%s %s is now %s", self.pool.name, backend.name, "UP" if healthy else "DOWN")
+        client = self._clients.get(backend.name)
+        if not healthy and client is not None:
+            cut = client.abort_in_flight()
+            if cut:
+                log.warning("cut %d request(s) waiting on %s; idempotent ones go to another backend", cut, backend.name)
 
     def _add_weight_knob(self, backend: Backend) -> None:
         self.knobs.add(

@@ -76,6 +76,17 @@ def test_pausing_a_gateway_under_load_fails_no_request_and_stalls_none_for_long(
     assert result.slowest < bound, f"a request took {result.slowest:.2f} s (bound {bound:.2f} s)"
 
 
+def test_pausing_a_microservice_under_load_fails_no_request_and_stalls_none_for_long(healthy_stack: Stack) -> None:
+    result = run_load(
+        healthy_stack.lb + "/process", healthy_stack.auth(), CLIENTS, SECONDS,
+        lambda: healthy_stack.orchestrator.pause("microservice-2"), "service_id",
+    )  # fmt: skip
+    assert result.total > 100
+    assert result.failed == 0, result.errors[:5]
+    bound = HealthPolicy().detection_bound() + 1.5
+    assert result.slowest < bound, f"a request took {result.slowest:.2f} s (bound {bound:.2f} s)"
+
+
 def test_no_healthy_gateway_gives_a_clear_503(healthy_stack: Stack) -> None:
     healthy_stack.orchestrator.kill("gateway-1")
     healthy_stack.orchestrator.kill("gateway-2")
