@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import requests
 
 from services.kit import HealthPolicy
@@ -64,25 +65,21 @@ def test_paused_gateway_is_marked_down_within_the_health_check_bound(healthy_sta
     wait_for(lambda: _backend(healthy_stack, status_url, "gateway-1")["healthy"])
 
 
-def test_pausing_a_gateway_under_load_fails_no_request_and_stalls_none_for_long(healthy_stack: Stack) -> None:
+@pytest.mark.parametrize(
+    ("route", "instance", "field"),
+    [("/data", "gateway-2", "gateway_id"), ("/process", "microservice-2", "service_id")],
+    ids=["gateway", "microservice"],
+)
+def test_pausing_an_instance_under_load_fails_no_request_and_stalls_none_for_long(
+    healthy_stack: Stack, route: str, instance: str, field: str
+) -> None:
     result = run_load(
-        healthy_stack.lb + "/data", healthy_stack.auth(), CLIENTS, SECONDS,
-        lambda: healthy_stack.orchestrator.pause("gateway-2"), "gateway_id",
+        healthy_stack.lb + route, healthy_stack.auth(), CLIENTS, SECONDS,
+        lambda: healthy_stack.orchestrator.pause(instance), field,
     )  # fmt: skip
     assert result.total > 100
     assert result.failed == 0, result.errors[:5]
-    # Requests caught on the hung gateway move on once it is marked down, not after the 10 s timeout.
-    bound = HealthPolicy().detection_bound() + 1.5
-    assert result.slowest < bound, f"a request took {result.slowest:.2f} s (bound {bound:.2f} s)"
-
-
-def test_pausing_a_microservice_under_load_fails_no_request_and_stalls_none_for_long(healthy_stack: Stack) -> None:
-    result = run_load(
-        healthy_stack.lb + "/process", healthy_stack.auth(), CLIENTS, SECONDS,
-        lambda: healthy_stack.orchestrator.pause("microservice-2"), "service_id",
-    )  # fmt: skip
-    assert result.total > 100
-    assert result.failed == 0, result.errors[:5]
+    # Requests caught on the hung instance move on once it is marked down, not after the 10 s timeout.
     bound = HealthPolicy().detection_bound() + 1.5
     assert result.slowest < bound, f"a request took {result.slowest:.2f} s (bound {bound:.2f} s)"
 
