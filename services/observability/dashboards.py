@@ -60,6 +60,19 @@ def _targets(*queries: tuple[str, str]) -> list[dict[str, Any]]:
     return [_target(expr, legend, chr(ord("A") + n)) for n, (expr, legend) in enumerate(queries)]
 
 
+def _panel(kind: str, title: str, description: str, queries: list[tuple[str, str]],
+           defaults: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    return {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": _targets(*queries),
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": options,
+    }
+
+
 def timeseries(title: str, description: str, queries: list[tuple[str, str]], unit: str = "short",
                stepped: bool = False, stack: bool = False) -> dict[str, Any]:  # fmt: skip
     """Return a time series panel."""
@@ -68,15 +81,8 @@ def timeseries(title: str, description: str, queries: list[tuple[str, str]], uni
         custom["lineInterpolation"] = "stepAfter"
     if stack:
         custom["stacking"] = {"mode": "normal", "group": "A"}
-    return {
-        "type": "timeseries",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "targets": _targets(*queries),
-        "fieldConfig": {"defaults": {"unit": unit, "custom": custom}, "overrides": []},
-        "options": {"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}},
-    }
+    options = {"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}}
+    return _panel("timeseries", title, description, queries, {"unit": unit, "custom": custom}, options)
 
 
 def state_timeline(title: str, description: str, queries: list[tuple[str, str]],
@@ -86,31 +92,9 @@ def state_timeline(title: str, description: str, queries: list[tuple[str, str]],
         {"type": "value", "options": {value: {"text": text, "color": color, "index": n}}}
         for n, (value, (text, color)) in enumerate(states.items())
     ]
-    return {
-        "type": "state-timeline",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "targets": _targets(*queries),
-        "fieldConfig": {
-            "defaults": {"mappings": mappings, "color": {"mode": "thresholds"}, "custom": {"fillOpacity": 80}},
-            "overrides": [],
-        },
-        "options": {"showValue": "never", "mergeValues": True, "rowHeight": 0.8, "legend": {"showLegend": False}},
-    }
-
-
-def stat(title: str, description: str, queries: list[tuple[str, str]], unit: str = "short") -> dict[str, Any]:
-    """Return a single-number panel."""
-    return {
-        "type": "stat",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "targets": _targets(*queries),
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-        "options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}, "colorMode": "value"},
-    }
+    defaults = {"mappings": mappings, "color": {"mode": "thresholds"}, "custom": {"fillOpacity": 80}}
+    options = {"showValue": "never", "mergeValues": True, "rowHeight": 0.8, "legend": {"showLegend": False}}
+    return _panel("state-timeline", title, description, queries, defaults, options)
 
 
 UP_DOWN = {"1": ("up", "green"), "0": ("down", "red")}
