@@ -107,10 +107,13 @@ class _Connection(asyncio.Protocol):
     async def exchange(self, request: bytes, head_only: bool, timeout: float) -> UpstreamResponse:
         """Send ``request`` and return the whole answer."""
         assert self.transport is not None
+        self.received_any = False
+        if self.closed or self.transport.is_closing():
+            # The gateway hung up between connect (or the last answer) and now: it may be dying.
+            raise UpstreamError(Failure.BROKEN, "the gateway closed the connection before the request")
         self._waiter = asyncio.get_running_loop().create_future()
         self._parser = httptools.HttpResponseParser(self)
         self._headers, self._body, self._head_only = [], [], head_only
-        self.received_any = False
         self.transport.write(request)
         try:
             return await asyncio.wait_for(self._waiter, timeout)

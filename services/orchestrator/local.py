@@ -26,14 +26,22 @@ from typing import Any
 from ..observability.scrape import REPO_PROMETHEUS_DIR, write_config
 from .base import InstanceInfo, Orchestrator, OrchestratorError
 from .membership import BALANCED_BY, announce
-from .topology import EXTRA_PORT_BASE, Secrets, default_topology, instance_env, prometheus_spec, service_of
+from .topology import (
+    EXTRA_PORT_BASE,
+    Secrets,
+    default_topology,
+    instance_env,
+    loadgen_spec,
+    prometheus_spec,
+    service_of,
+)
 
 __all__ = ["REQUIRED_MODULES", "LocalOrchestrator"]
 
 HEALTH_TIMEOUT_SECONDS = 30.0
 STOP_GRACE_SECONDS = 5.0
 POLL_SECONDS = 0.1
-REQUIRED_MODULES = ("flask", "gunicorn", "gevent", "aiohttp", "prometheus_client", "jwt", "cachetools")
+REQUIRED_MODULES = ("flask", "granian", "aiohttp", "httptools", "prometheus_client", "jwt", "cachetools", "locust")
 LOG_TAIL_LINES = 15
 # Processes this Python process started, kept for its whole life: polling them reaps the exited
 # ones (no zombies) without touching children started by anything else.
@@ -145,7 +153,7 @@ class LocalOrchestrator(Orchestrator):
             raise OrchestratorError(
                 f"missing Python package(s) {', '.join(missing)}: install ScaleLab with `pip install -e .`"
             )
-        specs = default_topology(secrets, self.data_dir, port_offset)
+        specs = [*default_topology(secrets, self.data_dir, port_offset), loadgen_spec(self.python, port_offset)]
         if prometheus:
             specs.append(prometheus_spec(prometheus, self.prometheus_dir, port_offset))
         taken = [spec for spec in specs if not port_free(spec.port)]

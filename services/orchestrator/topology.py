@@ -9,7 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["EXTRA_PORT_BASE", "START_ORDER", "InstanceSpec", "Secrets", "default_topology", "prometheus_spec"]
+__all__ = [
+    "EXTRA_PORT_BASE",
+    "START_ORDER",
+    "InstanceSpec",
+    "Secrets",
+    "default_topology",
+    "loadgen_spec",
+    "prometheus_spec",
+]
 
 # Ports of the classic lab, kept exactly.
 PORTS = {
@@ -30,8 +38,9 @@ EXTRA_PORT_BASE = 5100
 # services get many; the cache only does quick work, where fewer threads contend less.
 THREADS = {"gateway": 32, "database": 32, "microservice": 32, "worker": 8, "cache": 4}
 # Dependencies first, so each instance finds what it calls already listening.
-START_ORDER = ("database", "cache", "worker", "microservice", "gateway", "load-balancer", "prometheus")
+START_ORDER = ("database", "cache", "worker", "microservice", "gateway", "load-balancer", "loadgen", "prometheus")
 PROMETHEUS_PORT = 9090
+LOADGEN_PORT = 8089  # Locust's own web UI and API
 
 
 @dataclass(frozen=True)
@@ -148,3 +157,16 @@ def prometheus_spec(binary: str, config_dir: Path, port_offset: int = 0) -> Inst
         "--storage.tsdb.retention.time=2d",
     ]
     return InstanceSpec("prometheus", "prometheus", port, command=command, health_path="/-/ready")
+
+
+def loadgen_spec(python: str, port_offset: int = 0) -> InstanceSpec:
+    """Return the spec of the load engine: Locust with the lab's users, idle until told to swarm."""
+    port = LOADGEN_PORT + port_offset
+    balancer = PORTS["load-balancer"] + port_offset
+    locustfile = Path(__file__).resolve().parents[2] / "dashboard" / "loadgen" / "locustfile.py"
+    command = [
+        python, "-m", "locust", "-f", str(locustfile),
+        "--web-host", "127.0.0.1", "--web-port", str(port), "--host", f"http://127.0.0.1:{balancer}",
+    ]  # fmt: skip
+    env = {"SCALELAB_INSTANCE": "loadgen"}
+    return InstanceSpec("loadgen", "loadgen", port, env=env, command=command, health_path="/")

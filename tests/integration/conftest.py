@@ -16,7 +16,7 @@ import requests
 
 from services.cli.main import cli
 from services.orchestrator import LocalOrchestrator
-from services.orchestrator.topology import PORTS
+from services.orchestrator.topology import LOADGEN_PORT, PORTS, PROMETHEUS_PORT
 
 # Candidate offsets: the suite runs beside a developer's own stack on the classic ports.
 PORT_OFFSETS = (20_000, 21_000, 22_000, 23_000)
@@ -24,7 +24,7 @@ REQUEST_TIMEOUT = 10.0
 
 
 def _all_free(offset: int) -> bool:
-    for port in PORTS.values():
+    for port in [*PORTS.values(), LOADGEN_PORT, PROMETHEUS_PORT]:
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -50,8 +50,8 @@ class Stack:
         return self.url("load-balancer")
 
     def services(self) -> list:
-        """Return the ScaleLab service instances (Prometheus, when it runs, is not one of them)."""
-        return [info for info in self.orchestrator.instances() if info.service != "prometheus"]
+        """Return the ScaleLab service instances (not Prometheus or the load engine, which run beside them)."""
+        return [info for info in self.orchestrator.instances() if info.service not in ("prometheus", "loadgen")]
 
     def admin(self) -> dict[str, str]:
         return {"X-Admin-Token": self.admin_token}

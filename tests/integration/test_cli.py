@@ -27,6 +27,7 @@ def test_status_lists_every_instance_healthy(healthy_stack: Stack, capsys: pytes
 def test_a_taken_port_is_named_and_nothing_is_left_running(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     offset = free_offset()
     with socket.socket() as blocker:
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the port may be in TIME_WAIT
         blocker.bind(("127.0.0.1", PORTS["cache"] + offset))
         blocker.listen()
         code = cli(["--run-dir", str(tmp_path), "up", "--detach", "--port-offset", str(offset)])

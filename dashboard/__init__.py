@@ -1,0 +1,1 @@
+"""The control app and the load engine it drives."""

@@ -1,0 +1,1 @@
+"""The load engine: Locust, running in its own process, driven through its web API."""

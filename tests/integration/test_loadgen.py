@@ -1,0 +1,48 @@
+"""The load engine: Locust in its own process, driven through its web API, counted in Prometheus."""
+
+from __future__ import annotations
+
+import requests
+
+from .conftest import REQUEST_TIMEOUT, Stack, wait_for
+
+T = REQUEST_TIMEOUT
+
+
+def _metric_lines(text: str, name: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(name + "{")]
+
+
+def test_load_starts_and_stops_through_the_api_and_is_counted(healthy_stack: Stack) -> None:
+    loadgen = healthy_stack.url("loadgen")
+    form = {"user_count": 6, "spawn_rate": 6, "host": healthy_stack.lb, "mix_process": 20, "rate_per_user": 20}
+    started = requests.post(loadgen + "/swarm", data=form, timeout=T).json()
+    assert started["success"] is True, started
+    try:
+
+        def counted() -> list[str]:
+            text = requests.get(loadgen + "/metrics", timeout=T).text
+            lines = _metric_lines(text, "scalelab_loadgen_requests_total")
+            gateways = {line.split('served_by="')[1].split('"')[0] for line in lines}
+            endpoints = {line.split('endpoint="')[1].split('"')[0] for line in lines}
+            seen = {"gateway-1", "gateway-2"} <= gateways and {"/data (hot keys)", "/process"} <= endpoints
+            return lines if seen else []
+
+        lines = wait_for(counted, timeout=15)
+        assert all('status="5' not in line for line in lines), lines
+        stats = requests.get(loadgen + "/stats/requests", timeout=T).json()
+        assert stats["state"] == "running" and stats["user_count"] == 6
+        assert stats["fail_ratio"] == 0
+
+        def scraped() -> bool:
+            answer = requests.get(
+                healthy_stack.url("prometheus") + "/api/v1/query",
+                params={"query": 'sum(rate(scalelab_loadgen_requests_total{instance="loadgen"}[5s])) > 0'},
+                timeout=T,
+            ).json()
+            return bool(answer["data"]["result"])
+
+        wait_for(scraped, timeout=15)
+    finally:
+        assert requests.post(loadgen + "/stop", timeout=T).json()["success"] is True
+    wait_for(lambda: requests.get(loadgen + "/stats/requests", timeout=T).json()["state"] == "stopped")
