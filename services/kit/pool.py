@@ -1,7 +1,7 @@
 """The backend pool: which backends exist, which are healthy, and which one serves the next request.
 
 One implementation serves both tiers: the load balancer's pool of gateways (asyncio) and each
-gateway's pool of microservices (gevent). The pool holds state and decisions only; the callers
+gateway's pool of microservices (threads). The pool holds state and decisions only; the callers
 do the I/O and report back through :meth:`Pool.begin`, :meth:`Pool.end` and the failure reports.
 """
 
