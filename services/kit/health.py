@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from .pool import Backend, Pool
 
-__all__ = ["HealthChecker", "HealthPolicy", "HealthState", "http_probe"]
+__all__ = ["HealthChecker", "HealthPolicy", "HealthState", "check_health", "http_probe"]
 
 log = logging.getLogger(__name__)
 
@@ -79,18 +79,23 @@ class HealthState:
 Probe = Callable[["Backend", HealthPolicy], None]
 
 
-def http_probe(backend: Backend, policy: HealthPolicy) -> None:
-    """Raise unless ``GET <backend><policy.path>`` answers 200 within the policy's timeout."""
-    parts = urlsplit(backend.url)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=policy.timeout)
+def check_health(host: str, port: int, path: str, timeout: float) -> None:
+    """Raise unless ``GET http://host:port<path>`` answers 200 within ``timeout`` seconds."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request("GET", policy.path, headers={"Connection": "close"})
+        conn.request("GET", path, headers={"Connection": "close"})
         response = conn.getresponse()
         response.read()
         if response.status != 200:
-            raise ConnectionError(f"{backend.name} health answered {response.status}")
+            raise ConnectionError(f"{host}:{port}{path} answered {response.status}")
     finally:
         conn.close()
+
+
+def http_probe(backend: Backend, policy: HealthPolicy) -> None:
+    """Raise unless ``GET <backend><policy.path>`` answers 200 within the policy's timeout."""
+    parts = urlsplit(backend.url)
+    check_health(parts.hostname or "127.0.0.1", parts.port or 80, policy.path, policy.timeout)
 
 
 class HealthChecker:

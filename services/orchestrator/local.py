@@ -23,6 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..kit.health import check_health
 from ..observability.scrape import REPO_PROMETHEUS_DIR, write_config
 from .base import InstanceInfo, Orchestrator, OrchestratorError
 from .membership import BALANCED_BY, announce
@@ -76,14 +77,11 @@ def port_free(port: int) -> bool:
 
 def healthy(port: int, timeout: float = 0.5, path: str = "/health") -> bool:
     """Return whether ``GET <path>`` on 127.0.0.1:``port`` answers 200."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", path)
-        return conn.getresponse().status == 200
+        check_health("127.0.0.1", port, path, timeout)
     except (OSError, http.client.HTTPException):
         return False
-    finally:
-        conn.close()
+    return True
 
 
 class LocalOrchestrator(Orchestrator):
