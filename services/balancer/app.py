@@ -5,6 +5,7 @@ Its own routes are /health, /metrics, /control and /lb/*; every other request go
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -17,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from ..kit import ADMIN_HEADER, ApiError, HttpMetrics, Knobs, check_admin_token, error_body, load_config, parse_backends
 from ..kit.app import configure_logging
 from ..kit.metrics import exposition
-from ..kit.tier import BalancedTier
+from ..kit.tier import DRAIN_POLL_SECONDS, DRAIN_SECONDS, BalancedTier
 from .config import BalancerConfig
 from .proxy import Proxy
 
@@ -95,6 +96,16 @@ class Balancer:
         backend = self.tier.add_backend(await self.json_body(request))
         return _json({"added": backend.name, "url": backend.url}, 201)
 
+    async def remove_backend(self, request: web.Request) -> web.Response:
+        self.admin(request)
+        backend = self.tier.remove_backend(request.match_info["name"])
+        # Drain here rather than in the tier: a blocking wait would stall the very requests it waits for.
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while backend.in_flight > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+        self.proxy.forget(backend.name)
+        return _json({"removed": backend.name})
+
     def observed(self, route: str, handler: Handler) -> Handler:
         """Wrap ``handler``: time it for the metrics and turn every error into a JSON answer.
 
@@ -136,6 +147,7 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
         ("PUT", "/control", balancer.control_put),
         ("GET", "/lb/status", balancer.status),
         ("POST", "/lb/backends", balancer.add_backend),
+        ("DELETE", "/lb/backends/{name}", balancer.remove_backend),
     ):
         app.router.add_route(method, path, balancer.observed(path, handler))
     # Everything else goes to a gateway.

@@ -52,7 +52,10 @@ class Proxy:
         self._loop.call_soon_threadsafe(self._abort, backend.name)
 
     def _abort(self, name: str) -> None:
-        cut = self._upstreams[name].abort_in_flight()
+        upstream = self._upstreams.get(name)
+        if upstream is None:  # removed since the checker saw it go down
+            return
+        cut = upstream.abort_in_flight()
         if cut:
             log.warning("%s is down: moved %d request(s) in flight to other gateways where safe", name, cut)
 
@@ -61,8 +64,18 @@ class Proxy:
         if upstream is None:
             parts = urlsplit(backend.url)
             upstream = Upstream(parts.hostname or "127.0.0.1", parts.port or 80, self._connect_timeout, self._timeout)
-            self._upstreams[backend.name] = upstream
+            if not backend.removed:  # one picked just before its removal must not come back into the dict
+                self._upstreams[backend.name] = upstream
         return upstream
+
+    def forget(self, name: str) -> None:
+        """Drop a removed backend's connections, cutting requests still waiting on it (idempotent ones move on)."""
+        upstream = self._upstreams.pop(name, None)
+        if upstream is None:
+            return
+        cut = upstream.abort_in_flight()  # also closes its idle connections
+        if cut:
+            log.warning("%s was removed: moved %d request(s) still in flight to other gateways where safe", name, cut)
 
     async def close(self, _app: web.Application | None = None) -> None:
         """Close every idle upstream connection."""

@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..orchestrator import LocalOrchestrator
-from .commands import add, down, instance, status, up
+from .commands import add, down, instance, remove, status, up
 from .context import Context, pick_orchestrator
 
 DEFAULT_RUN_DIR = ".scalelab"
@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("add", help="start one more instance and put it in rotation")
     p.add_argument("service", choices=("microservice", "gateway"))
     p.set_defaults(func=lambda ctx, a: add.run(ctx, a.service))
+
+    p = verbs.add_parser("remove", help="take an instance out of rotation, stop it and forget it (scale in)")
+    p.add_argument("instance", help="e.g. microservice-4, gateway-3 (only microservices and gateways)")
+    p.set_defaults(func=lambda ctx, a: remove.run(ctx, a.instance))
     return parser
 
 

@@ -24,7 +24,7 @@ from ..kit import (
     parse_backends,
     require_admin,
 )
-from ..kit.tier import BalancedTier
+from ..kit.tier import DRAIN_SECONDS, BalancedTier
 from .cache_aside import CacheAside
 from .config import GatewayConfig
 
@@ -152,6 +152,12 @@ def _add_backend():
     return jsonify({"added": backend.name, "url": backend.url}), 201
 
 
+def _remove_backend(name: str):
+    # Answers once the requests already on their way to it are done, so the caller may stop it then.
+    backend = _gw().microservices.remove_backend(name, DRAIN_SECONDS)
+    return jsonify({"removed": backend.name})
+
+
 def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegistry | None = None) -> Flask:
     """Build a gateway from the environment (``overrides`` win, for tests) and start its health checks."""
     config = load_config(GatewayConfig, overrides)
@@ -160,6 +166,8 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     app = create_service_app("gateway", config, gateway.knobs, registry, health=gateway.health)
     app.extensions["gateway"] = gateway
     app.register_blueprint(bp)
-    app.add_url_rule("/pool/backends", "add_backend", require_admin(config.admin_token)(_add_backend), methods=["POST"])
+    admin = require_admin(config.admin_token)
+    app.add_url_rule("/pool/backends", "add_backend", admin(_add_backend), methods=["POST"])
+    app.add_url_rule("/pool/backends/<name>", "remove_backend", admin(_remove_backend), methods=["DELETE"])
     gateway.microservices.start()
     return app

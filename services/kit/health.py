@@ -106,7 +106,9 @@ class HealthChecker:
         self.policy = policy
         self._probe = probe
         self._stop = threading.Event()
-        self._watched: set[str] = set()
+        # Backends by identity, not name: a backend removed and then added again under the same name
+        # is a new object and needs its own thread (the old one ends on ``removed``).
+        self._watched: set[Backend] = set()
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -117,9 +119,9 @@ class HealthChecker:
     def watch(self, backend: Backend) -> None:
         """Start probing ``backend`` unless it is already watched."""
         with self._lock:
-            if backend.name in self._watched:
+            if backend in self._watched:
                 return
-            self._watched.add(backend.name)
+            self._watched.add(backend)
         thread = threading.Thread(target=self._loop, args=(backend,), name=f"health-{backend.name}", daemon=True)
         thread.start()
 
@@ -141,8 +143,13 @@ class HealthChecker:
         return True
 
     def _loop(self, backend: Backend) -> None:
-        while not self._stop.is_set() and not backend.removed:
-            started = time.monotonic()
-            self.check_once(backend)
-            # A slow probe eats into the wait so the cadence stays at one probe per interval.
-            self._stop.wait(max(0.0, self.policy.interval - (time.monotonic() - started)))
+        try:
+            # Ends once the backend is removed from its pool (after at most the probe under way).
+            while not self._stop.is_set() and not backend.removed:
+                started = time.monotonic()
+                self.check_once(backend)
+                # A slow probe eats into the wait so the cadence stays at one probe per interval.
+                self._stop.wait(max(0.0, self.policy.interval - (time.monotonic() - started)))
+        finally:
+            with self._lock:
+                self._watched.discard(backend)

@@ -89,8 +89,18 @@ class Knobs(Collector):
     def add(self, knob: Knob) -> None:
         """Add a knob after construction (e.g. a weight for a backend added at runtime)."""
         with self._lock:
-            self._knobs[knob.name] = knob
-            self._values[knob.name] = knob.value
+            # New dicts rather than in-place changes: a scrape or snapshot iterating the old ones never
+            # sees one change size under it.
+            self._knobs = {**self._knobs, knob.name: knob}
+            self._values = {**self._values, knob.name: knob.value}
+
+    def remove(self, name: str) -> None:
+        """Remove a knob (e.g. the weight of a backend taken out of its pool); raise KeyError when unknown."""
+        with self._lock:
+            if name not in self._knobs:
+                raise KeyError(f"no knob {name!r}; known: {sorted(self._knobs)}")
+            self._knobs = {key: knob for key, knob in self._knobs.items() if key != name}
+            self._values = {key: value for key, value in self._values.items() if key != name}
 
     def on_change(self, listener: Listener) -> None:
         """Call ``listener(name, value)`` after each knob changes."""
@@ -113,6 +123,9 @@ class Knobs(Collector):
             raise ApiError(400, f"unknown knob(s) {unknown}; known: {sorted(self._knobs)}")
         coerced = {name: self._knobs[name].coerce(raw) for name, raw in changes.items()}
         with self._lock:
+            gone = sorted(set(coerced) - set(self._knobs))
+            if gone:  # removed since the check above (its backend left the pool): change nothing
+                raise ApiError(400, f"unknown knob(s) {gone}; known: {sorted(self._knobs)}")
             for name, value in coerced.items():
                 self._knobs[name].value = value
             # Replace the dict so readers on the hot path never see a half-applied change.

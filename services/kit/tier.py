@@ -6,7 +6,10 @@ is the gateway's failover loop, the balancer has the same loop in asyncio.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,11 +23,16 @@ from .knobs import Knob, Knobs
 from .pool import Backend, NoHealthyBackend, Pool, retryable
 from .settings import PoolSettings
 
-__all__ = ["WEIGHT_PREFIX", "BalancedTier"]
+__all__ = ["DRAIN_POLL_SECONDS", "DRAIN_SECONDS", "WEIGHT_PREFIX", "BalancedTier"]
 
 log = logging.getLogger(__name__)
 WEIGHT_PREFIX = "weight."
 MAX_WEIGHT = 100
+# How long removing a backend waits for the requests already sent to it to finish before it cuts
+# them (idempotent ones then go to another backend). Well above a lab request's time, well below
+# the 10 s upstream timeout, so an instance being stopped never takes an answer with it.
+DRAIN_SECONDS = 5.0
+DRAIN_POLL_SECONDS = 0.01
 
 
 def no_backend_error(pool: Pool, last_error: str | None = None) -> ApiError:
@@ -60,6 +68,8 @@ class BalancedTier:
         self.checker = HealthChecker(self.pool, self.pool.policy, probe)
         self.knobs = knobs
         self._clients: dict[str, HttpClient] = {}
+        # Serializes adds and removes, so two removals at once cannot both pass the "not the last one" check.
+        self._membership = threading.Lock()
         knobs.add(Knob("algorithm", settings.algorithm, f"How {name} picks a backend.", choices=tuple(ALGORITHMS)))
         for backend in self.pool.backends():
             self._add_weight_knob(backend)
@@ -83,7 +93,9 @@ class BalancedTier:
         if name == "algorithm":
             self.pool.set_algorithm(value)
         elif name.startswith(WEIGHT_PREFIX):
-            self.pool.set_weight(name.removeprefix(WEIGHT_PREFIX), value)
+            # The backend may have been removed between the knob change and this call.
+            with contextlib.suppress(KeyError):
+                self.pool.set_weight(name.removeprefix(WEIGHT_PREFIX), value)
 
     def start(self) -> None:
         """Start health-checking every backend."""
@@ -98,19 +110,67 @@ class BalancedTier:
         weight = spec.get("weight", 1)
         if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= MAX_WEIGHT:
             raise ApiError(400, f"weight must be a whole number from 0 to {MAX_WEIGHT}")
-        try:
-            backend = self.pool.add(spec["name"], spec["url"], weight)
-        except ValueError as exc:
-            raise ApiError(409, str(exc)) from None
-        self._add_weight_knob(backend)
+        with self._membership:
+            try:
+                backend = self.pool.add(spec["name"], spec["url"], weight)
+            except ValueError as exc:
+                raise ApiError(409, str(exc)) from None
+            self._add_weight_knob(backend)
         self.checker.watch(backend)
         return backend
+
+    def remove_backend(self, name: str, drain_seconds: float = 0.0) -> Backend:
+        """Take backend ``name`` out of rotation, drop its weight knob and close its connections.
+
+        No new request goes to it once this returns; its health checks end after the one under
+        way. Requests already sent to it get up to ``drain_seconds`` to finish (0: none; the
+        asyncio balancer drains on its own loop instead), then are cut like a down backend's.
+        Raise a 404 ApiError naming the known backends for an unknown name, and a 409 for the
+        pool's last backend (a pool with none answers every request 503).
+        """
+        with self._membership:
+            names = [backend.name for backend in self.pool.backends()]
+            if name not in names:
+                raise ApiError(
+                    404, f"pool {self.pool.name!r} has no backend {name!r}; it has {', '.join(names) or 'none'}",
+                    backends=names,
+                )  # fmt: skip
+            if len(names) == 1:
+                raise ApiError(
+                    409,
+                    f"{name!r} is the last backend of pool {self.pool.name!r}: without it every request would "
+                    "fail with 503; add another backend first",
+                    backends=names,
+                )
+            backend = self.pool.get(name)
+            self.pool.remove(name)
+            if f"{WEIGHT_PREFIX}{name}" in self.knobs:
+                self.knobs.remove(f"{WEIGHT_PREFIX}{name}")
+            # Popped now, not after draining: a backend added again under this name gets a client of its own.
+            client = self._clients.pop(name, None)
+        log.info("%s %s removed from the pool (%d request(s) in flight)", self.pool.name, name, backend.in_flight)
+        self.drain(backend, drain_seconds)
+        if client is not None:
+            cut = client.abort_in_flight()  # also closes its idle connections
+            if cut:
+                log.warning("cut %d request(s) still waiting on removed %s after %.1f s", cut, name, drain_seconds)
+        return backend
+
+    @staticmethod
+    def drain(backend: Backend, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for ``backend``'s requests in flight to finish; return whether they did."""
+        deadline = time.monotonic() + timeout
+        while backend.in_flight > 0 and time.monotonic() < deadline:
+            time.sleep(DRAIN_POLL_SECONDS)
+        return backend.in_flight == 0
 
     def client(self, backend: Backend) -> HttpClient:
         """Return the pooled HTTP client for ``backend``."""
         client = self._clients.get(backend.name)
         if client is None:
-            client = self._clients[backend.name] = HttpClient(backend.url, timeout=self.settings.upstream_timeout)
+            client = HttpClient(backend.url, timeout=self.settings.upstream_timeout)
+            if not backend.removed:  # one picked just before its removal must not come back into the dict
+                self._clients[backend.name] = client
         return client
 
     def request(

@@ -1,4 +1,4 @@
-"""The orchestrator interface: list, kill, start, pause, resume and add instances, in any mode.
+"""The orchestrator interface: list, kill, start, pause, resume, add and remove instances, in any mode.
 
 The local-process implementation lives in :mod:`.local`; a Docker one fits the same interface.
 """
@@ -68,6 +68,15 @@ class Orchestrator(abc.ABC):
     @abc.abstractmethod
     def add(self, service: str) -> InstanceInfo:
         """Start one more instance of ``service`` (e.g. microservice-4) and wait until it is healthy."""
+
+    @abc.abstractmethod
+    def remove(self, name: str) -> None:
+        """Take an instance out of rotation, stop it and forget it (scale in).
+
+        Only gateway and microservice instances, and never the last running one of its service.
+        It is withdrawn from every balancing peer first, so no request is sent to it any more,
+        then stopped (SIGTERM, SIGKILL after a grace period), then deleted from the stack.
+        """
 
     def get(self, name: str) -> InstanceInfo:
         """Return the instance called ``name``; raise UnknownInstance naming the known ones."""

@@ -42,9 +42,13 @@ def docker_stack_running(project: str = PROJECT) -> bool:
 class DockerOrchestrator(Orchestrator):
     """The compose project's containers, by compose service name (= instance name)."""
 
-    def __init__(self, client: Any = None, project: str = PROJECT) -> None:
+    def __init__(self, client: Any = None, project: str = PROJECT, in_network: bool = False) -> None:
+        """Control ``project``'s containers; ``in_network``: the caller runs inside the compose network."""
         self.client = client or _client()
         self.project = project
+        # Inside the network every container is reached by its service name (Docker's DNS);
+        # outside it only the published ones are, on loopback.
+        self.in_network = in_network
 
     def _containers(self) -> dict[str, Any]:
         found = self.client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={self.project}"})
@@ -63,7 +67,7 @@ class DockerOrchestrator(Orchestrator):
         port = _port_of(name, container)
         state = STATES.get(container.status, "stopped")
         health = container.attrs["State"].get("Health", {}).get("Status") if state == "running" else None
-        host = "127.0.0.1" if name in PUBLISHED else name
+        host = "127.0.0.1" if name in PUBLISHED and not self.in_network else name
         return InstanceInfo(name, service_of(name), port, state, health=health, host=host)
 
     def instances(self) -> list[InstanceInfo]:
@@ -149,6 +153,47 @@ class DockerOrchestrator(Orchestrator):
             raise OrchestratorError(f"{name} started but could not be registered: {output.decode(errors='replace')}")
         return self._info(name, container)
 
+    def remove(self, name: str) -> None:
+        containers = self._containers()
+        if name not in containers:
+            self._container(name)  # raises UnknownInstance naming the known ones
+        container = containers[name]
+        service = service_of(name)
+        if service not in BALANCED_BY:
+            raise OrchestratorError(
+                f"cannot remove {name}: only microservice and gateway instances scale in; "
+                f"`scalelab kill {name}` stops it"
+            )
+        others = [n for n, c in containers.items() if n != name and service_of(n) == service and c.status == "running"]
+        if not others:
+            raise OrchestratorError(
+                f"cannot remove {name}: it is the last running {service}, and without one every request "
+                f"that needs it would fail; `scalelab add {service}` (or start a stopped one) first"
+            )
+        balancer, path = BALANCED_BY[service]
+        peers = {peer: c for peer, c in containers.items() if service_of(peer) == balancer}
+        paused = sorted(peer for peer, c in peers.items() if c.status == "paused")
+        if paused:  # it could not drop the instance now, and would send to it once resumed
+            raise OrchestratorError(
+                f"cannot remove {name}: {', '.join(paused)} is paused and cannot take it out of its pool; "
+                f"`scalelab resume {paused[0]}` first"
+            )
+        urls = [f"http://{peer}:{_port_of(peer, c)}" for peer, c in peers.items() if c.status == "running"]
+        # Only the containers' own network reaches the balancing instances: withdraw from inside,
+        # from the instance itself while it runs, else from a running instance of its service.
+        runner = container if container.status == "running" else containers[others[0]]
+        code, output = runner.exec_run(
+            ["python", "-m", "services.orchestrator.membership", "--withdraw", name, path, *urls]
+        )
+        if code != 0:
+            raise OrchestratorError(
+                f"{name} is still running: it could not be taken out of rotation: {output.decode(errors='replace')}"
+            )
+        if container.status == "paused":
+            container.unpause()  # a frozen process cannot act on SIGTERM
+        container.stop(timeout=STOP_GRACE_SECONDS)  # SIGTERM, then SIGKILL after the grace period
+        container.remove()
+
     def _wait_healthy(self, name: str, container: Any) -> None:
         deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
@@ -164,6 +209,10 @@ class DockerOrchestrator(Orchestrator):
         raise OrchestratorError(
             f"{name} was not healthy within {HEALTH_TIMEOUT_SECONDS:.0f} s (docker logs {container.name})"
         )
+
+
+# How long a removed instance gets to exit on SIGTERM before Docker kills it.
+STOP_GRACE_SECONDS = 5
 
 
 def _port_of(name: str, container: Any) -> int:

@@ -1,23 +1,31 @@
-"""Put an added instance into rotation through the services' own control routes.
+"""Put an instance into rotation, or take it out, through the services' own control routes.
 
-Runs wherever the balancing instances can be reached: from the CLI in local mode, inside the
-new container in Docker mode (``python -m services.orchestrator.membership``).
+Runs wherever the balancing instances can be reached: from the CLI in local mode, inside a
+container of the stack in Docker mode (``python -m services.orchestrator.membership``).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from urllib.parse import quote
 
 from ..kit.auth import ADMIN_HEADER
 from ..kit.httpclient import HttpClient, UpstreamError
+from ..kit.tier import DRAIN_SECONDS
 from .base import OrchestratorError
 
-__all__ = ["BALANCED_BY", "announce"]
+__all__ = ["BALANCED_BY", "announce", "withdraw"]
 
 REGISTER_TIMEOUT_SECONDS = 3.0
-# Which service balances which, and the route that adds a backend to its pool.
+# A peer answers a removal once the requests already sent to the instance are done (or cut).
+WITHDRAW_TIMEOUT_SECONDS = REGISTER_TIMEOUT_SECONDS + DRAIN_SECONDS
+# Which service balances which, and the route that adds a backend to its pool (DELETE <route>/<name> removes it).
 BALANCED_BY = {"microservice": ("gateway", "/pool/backends"), "gateway": ("load-balancer", "/lb/backends")}
+USAGE = (
+    "usage: python -m services.orchestrator.membership NAME URL PATH PEER_URL...\n"
+    "       python -m services.orchestrator.membership --withdraw NAME PATH PEER_URL..."
+)
 
 
 def announce(name: str, url: str, path: str, peers: list[str], admin_token: str) -> None:
@@ -36,14 +44,48 @@ def announce(name: str, url: str, path: str, peers: list[str], admin_token: str)
             raise OrchestratorError(f"{name} started but {peer} refused to register it ({status}: {body})")
 
 
+def withdraw(name: str, path: str, peers: list[str], admin_token: str) -> None:
+    """DELETE ``<path>/<name>`` on every peer base URL; raise OrchestratorError if one refuses.
+
+    A peer answering 404 no longer has it (it never had it, or an earlier attempt removed it).
+    """
+    for peer in peers:
+        client = HttpClient(peer, timeout=WITHDRAW_TIMEOUT_SECONDS)
+        try:
+            response = client.request("DELETE", f"{path}/{quote(name, safe='')}", headers={ADMIN_HEADER: admin_token})
+        except UpstreamError as exc:
+            raise OrchestratorError(
+                f"{name} is still running: {peer} could not be reached to take it out of rotation ({exc}); "
+                "check that instance, then try again"
+            ) from exc
+        finally:
+            client.close()
+        if response.status not in (200, 404):
+            raise OrchestratorError(
+                f"{name} is still running: {peer} refused to take it out of rotation "
+                f"({response.status}: {response.body.decode(errors='replace')})"
+            )
+
+
 def main(argv: list[str]) -> int:
-    """``NAME URL PATH PEER_URL...``, with the admin token in SCALELAB_ADMIN_TOKEN."""
-    if len(argv) < 4:
-        print("usage: python -m services.orchestrator.membership NAME URL PATH PEER_URL...", file=sys.stderr)
-        return 2
-    name, url, path, *peers = argv
+    """Announce (``NAME URL PATH PEER_URL...``) or withdraw (``--withdraw NAME PATH PEER_URL...``) an instance.
+
+    The admin token comes from SCALELAB_ADMIN_TOKEN.
+    """
+    token = os.environ.get("SCALELAB_ADMIN_TOKEN", "")
     try:
-        announce(name, url, path, peers, os.environ.get("SCALELAB_ADMIN_TOKEN", ""))
+        if argv[:1] == ["--withdraw"]:
+            if len(argv) < 4:
+                print(USAGE, file=sys.stderr)
+                return 2
+            name, path, *peers = argv[1:]
+            withdraw(name, path, peers, token)
+        else:
+            if len(argv) < 4:
+                print(USAGE, file=sys.stderr)
+                return 2
+            name, url, path, *peers = argv
+            announce(name, url, path, peers, token)
     except OrchestratorError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -356,3 +356,94 @@ def test_metrics_and_health():
         assert body["healthy_backends"] == 2
 
     run(scenario)
+
+
+# ------------------------------------------------------------------ scaling in
+
+
+def slow_backend(name: str, seconds: float) -> web.Application:
+    """A stand-in gateway whose /slow answers after ``seconds``."""
+    app = backend(name)
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(seconds)
+        return web.json_response({"backend": name})
+
+    app.router.add_get("/slow", slow)
+    return app
+
+
+def test_removing_a_gateway_needs_the_admin_token():
+    async def scenario(lab: Lab):
+        client = await two_backends(lab)
+        for headers in ({}, {"X-Admin-Token": "wrong"}):
+            async with client.delete("/lb/backends/b2", headers=headers) as response:
+                await json_error(response, 401)
+        assert set((await lab.status())["backends"]) == {"b1", "b2"}
+
+    run(scenario)
+
+
+def test_a_removed_gateway_gets_no_more_requests_and_is_no_longer_shown_or_exported():
+    async def scenario(lab: Lab):
+        client = await two_backends(lab)
+        async with client.delete("/lb/backends/b1", headers=ADMIN) as response:
+            assert response.status == 200
+            assert await response.json() == {"removed": "b1"}
+        status = await lab.status()
+        assert list(status["backends"]) == ["b2"]
+        for _ in range(4):
+            async with client.get("/process") as response:
+                assert (await response.json())["backend"] == "b2"
+        async with client.get("/control", headers=ADMIN) as response:
+            knobs = (await response.json())["knobs"]
+        assert "weight.b1" not in knobs and "weight.b2" in knobs
+        async with client.get("/metrics") as response:
+            text = await response.text()
+        assert 'knob="weight.b1"' not in text and 'knob="weight.b2"' in text
+        assert 'scalelab_backend_up{backend="b1"' not in text
+        async with client.delete("/lb/backends/b1", headers=ADMIN) as response:
+            body = await json_error(response, 404)
+        assert "'b1'" in body["error"] and "b2" in body["error"] and body["backends"] == ["b2"]
+
+    run(scenario)
+
+
+def test_the_last_gateway_cannot_be_removed():
+    async def scenario(lab: Lab):
+        client = await two_backends(lab)
+        async with client.delete("/lb/backends/b1", headers=ADMIN) as response:
+            assert response.status == 200
+        async with client.delete("/lb/backends/b2", headers=ADMIN) as response:
+            body = await json_error(response, 409)
+        assert "last backend" in body["error"]
+        async with client.get("/process") as response:
+            assert response.status == 200
+
+    run(scenario)
+
+
+def test_removal_lets_the_requests_in_flight_finish_first():
+    async def scenario(lab: Lab):
+        slow = Served(slow_backend("slow", 0.3))
+        lab.stack.push_async_callback(slow.stop)
+        await slow.start()
+        other = await lab.backend("other")
+        client = await lab.start([f"slow={slow.url}", f"other={other.url}"])  # round robin: /slow goes to slow
+
+        async def fetch() -> tuple[int, dict[str, Any]]:
+            async with client.get("/slow") as response:
+                return response.status, await response.json()
+
+        in_flight = asyncio.create_task(fetch())
+        await until(lambda: _in_flight(lab, "slow"), what="the request to reach the slow gateway")
+        async with client.delete("/lb/backends/slow", headers=ADMIN) as response:
+            assert response.status == 200
+            assert in_flight.done()  # the removal answered only once the request was done
+        assert await in_flight == (200, {"backend": "slow"})
+
+    run(scenario)
+
+
+async def _in_flight(lab: Lab, name: str) -> bool:
+    return (await lab.status())["backends"][name]["in_flight"] > 0

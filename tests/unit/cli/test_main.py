@@ -19,7 +19,9 @@ def test_status_without_a_stack_says_so(tmp_path, capsys):
     assert "scalelab up" in out
 
 
-@pytest.mark.parametrize("argv", [["explode"], [], ["kill"], ["add", "database"], ["up", "--port-offset", "x"]])
+@pytest.mark.parametrize(
+    "argv", [["explode"], [], ["kill"], ["add", "database"], ["remove"], ["up", "--port-offset", "x"]]
+)
 def test_bad_arguments_exit_with_usage_code_2(tmp_path, capsys, argv):
     with pytest.raises(SystemExit) as info:
         run(tmp_path, *argv)
@@ -27,7 +29,7 @@ def test_bad_arguments_exit_with_usage_code_2(tmp_path, capsys, argv):
     assert "usage: scalelab" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("verb", ["kill", "start", "pause", "resume"])
+@pytest.mark.parametrize("verb", ["kill", "start", "pause", "resume", "remove"])
 def test_acting_on_an_unknown_instance_fails_clearly(tmp_path, capsys, verb):
     assert run(tmp_path, verb, "nosuch") == 1
     captured = capsys.readouterr()
@@ -51,7 +53,7 @@ def test_help_lists_every_verb(capsys):
         build_parser().parse_args(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for verb in ("up", "down", "status", "kill", "start", "pause", "resume", "add"):
+    for verb in ("up", "down", "status", "kill", "start", "pause", "resume", "add", "remove"):
         assert verb in out
 
 

@@ -320,6 +320,52 @@ def test_bad_backend_specs_are_refused(gateway, spec, status):
     assert len(client.get("/pool/status").get_json()["backends"]) == 1
 
 
+def two_microservices(make_gateway, backends, serve):
+    """A gateway balancing microservice-1 and microservice-9, both running."""
+    extra = serve(create_microservice({"service_time_ms": 0, "service_id": "9"}, registry=CollectorRegistry()))
+    return make_gateway(
+        cache_url=backends["cache"].url,
+        database_url=backends["database"].url,
+        microservices=[f"microservice-1={backends['microservice'].url}", f"microservice-9={extra.url}"],
+    )
+
+
+def test_removing_a_backend_needs_the_admin_token(make_gateway, backends, serve):
+    client = two_microservices(make_gateway, backends, serve).test_client()
+    assert_json_error(client.delete("/pool/backends/microservice-9"), 401)
+    assert_json_error(client.delete("/pool/backends/microservice-9", headers={"X-Admin-Token": "wrong"}), 401)
+    assert len(client.get("/pool/status").get_json()["backends"]) == 2
+
+
+def test_removing_a_backend(make_gateway, backends, serve, registry):
+    client = two_microservices(make_gateway, backends, serve).test_client()
+    headers = auth(client)
+    assert {client.get("/process", headers=headers).get_json()["service_id"] for _ in range(4)} == {"1", "9"}
+    response = client.delete("/pool/backends/microservice-9", headers=ADMIN)
+    assert response.status_code == 200
+    assert response.get_json() == {"removed": "microservice-9"}
+    assert [b["name"] for b in client.get("/pool/status").get_json()["backends"]] == ["microservice-1"]
+    assert "weight.microservice-9" not in client.get("/control", headers=ADMIN).get_json()["knobs"]
+    assert registry.get_sample_value("scalelab_knob_value", {"knob": "weight.microservice-9"}) is None
+    assert {client.get("/process", headers=headers).get_json()["service_id"] for _ in range(4)} == {"1"}
+    # Removed already: a second DELETE is a 404 naming what is left (membership.withdraw accepts that).
+    body = assert_json_error(client.delete("/pool/backends/microservice-9", headers=ADMIN), 404)
+    assert "microservice-1" in body["error"] and body["backends"] == ["microservice-1"]
+
+
+def test_the_last_backend_cannot_be_removed(gateway):
+    client = gateway.test_client()
+    body = assert_json_error(client.delete("/pool/backends/microservice-1", headers=ADMIN), 409)
+    assert "last backend" in body["error"]
+    assert [b["name"] for b in client.get("/pool/status").get_json()["backends"]] == ["microservice-1"]
+    assert client.get("/process", headers=auth(client)).status_code == 200
+
+
+def test_removing_an_unknown_backend_is_404_naming_the_known_ones(gateway):
+    body = assert_json_error(gateway.test_client().delete("/pool/backends/nosuch", headers=ADMIN), 404)
+    assert "'nosuch'" in body["error"] and "microservice-1" in body["error"]
+
+
 def test_algorithm_and_weight_knobs_reach_the_pool(gateway):
     client = gateway.test_client()
     response = client.put(

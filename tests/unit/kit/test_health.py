@@ -225,3 +225,28 @@ def test_http_probe_fails_when_nothing_listens():
     pool = Pool("p", [("a", f"http://127.0.0.1:{port}")])
     with pytest.raises(ConnectionRefusedError):
         http_probe(pool.get("a"), HealthPolicy(timeout=2))
+
+
+def _health_threads(name: str) -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == f"health-{name}" and thread.is_alive()]
+
+
+def test_a_removed_backend_is_no_longer_probed_and_its_name_can_be_watched_again():
+    policy = HealthPolicy(interval=0.01, timeout=0.01)
+    pool = Pool("p", [("keep", "http://127.0.0.1:9001"), ("gone", "http://127.0.0.1:9002")], policy=policy)
+    probed: list[str] = []
+    checker = HealthChecker(pool, policy, lambda backend, _policy: probed.append(backend.name))
+    checker.start()
+    try:
+        wait_for(lambda: "gone" in probed, what="a first probe of the backend")
+        pool.remove("gone")
+        wait_for(lambda: not _health_threads("gone"), what="the removed backend's probe thread to end")
+        count, kept = probed.count("gone"), probed.count("keep")
+        wait_for(lambda: probed.count("keep") >= kept + 5, what="more probes of the other backend")
+        assert probed.count("gone") == count
+        # Added again under the same name (an instance removed, then one added): probed again.
+        checker.watch(pool.add("gone", "http://127.0.0.1:9003"))
+        wait_for(lambda: probed.count("gone") > count, what="the re-added backend to be probed")
+        assert len(_health_threads("gone")) == 1
+    finally:
+        checker.stop()

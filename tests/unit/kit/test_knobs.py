@@ -170,3 +170,30 @@ def test_collect_exports_numeric_and_choice_knobs(registry):
 def test_a_free_text_knob_exports_its_current_value_as_the_choice(registry):
     Knobs([Knob("mode", "fast", "Free text.")], registry)
     assert registry.get_sample_value("scalelab_knob_choice", {"knob": "mode", "value": "fast"}) == 1.0
+
+
+def test_a_removed_knob_is_gone_from_reads_updates_and_snapshots():
+    knobs = lab_knobs()
+    knobs.add(Knob("weight.a", 1, "Weight of a.", 0, 100))
+    knobs.remove("weight.a")
+    assert "weight.a" not in knobs
+    assert "weight.a" not in knobs.values()
+    assert "weight.a" not in knobs.snapshot()
+    assert_400(lambda: knobs.update({"weight.a": 3}), r"unknown knob\(s\) \['weight.a'\]")
+    assert knobs["workers"] == 4  # the others are untouched
+
+
+def test_removing_an_unknown_knob_names_the_known_ones():
+    with pytest.raises(KeyError, match=r"no knob 'nope'.*workers"):
+        lab_knobs().remove("nope")
+
+
+def test_a_removed_knob_is_no_longer_exported(registry):
+    knobs = lab_knobs(registry)
+    knobs.add(Knob("weight.a", 2, "Weight of a.", 0, 100))
+    assert registry.get_sample_value("scalelab_knob_value", {"knob": "weight.a"}) == 2.0
+    knobs.remove("weight.a")
+    assert registry.get_sample_value("scalelab_knob_value", {"knob": "weight.a"}) is None
+    knobs.remove("algorithm")
+    assert registry.get_sample_value("scalelab_knob_choice", {"knob": "algorithm", "value": "round_robin"}) is None
+    assert registry.get_sample_value("scalelab_knob_value", {"knob": "workers"}) == 4.0
