@@ -1,7 +1,9 @@
 """Container health check: exit 0 when this container's service answers ``GET /health``.
 
 ``python -m services.healthcheck`` runs every 2 s in every container, so it imports nothing
-but the standard library: it finds the port in the service's own port variable.
+but the standard library: it finds the port in the service's own port variable. Containers
+that run no lab service (the load engine, the control app) name the port and path to probe
+in SCALELAB_HEALTH_PORT and SCALELAB_HEALTH_PATH instead.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import urllib.request
+from collections.abc import Mapping
 
 TIMEOUT_SECONDS = 2.0
 # Each service's port variable (tests check these against the services' settings).
@@ -22,16 +25,28 @@ PORT_VARIABLES = {
 }
 
 
+def target(environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """Return the port and path to probe, or None when the environment names no port."""
+    service = environ.get("SCALELAB_SERVICE", "")
+    port = environ.get("SCALELAB_HEALTH_PORT") or environ.get(PORT_VARIABLES.get(service) or "", "")
+    if not port.isdigit():
+        return None
+    return port, environ.get("SCALELAB_HEALTH_PATH") or "/health"
+
+
 def main() -> int:
     """Probe the service; print why when it is not healthy."""
-    service = os.environ.get("SCALELAB_SERVICE", "")
-    variable = PORT_VARIABLES.get(service)
-    port = os.environ.get(variable or "", "")
-    if not port.isdigit():
-        print(f"healthcheck: set SCALELAB_SERVICE and its port variable (service {service!r})", file=sys.stderr)
+    found = target(os.environ)
+    service = os.environ.get("SCALELAB_SERVICE") or os.environ.get("SCALELAB_INSTANCE", "")
+    if found is None:
+        print(
+            f"healthcheck: set SCALELAB_SERVICE and its port variable, or SCALELAB_HEALTH_PORT (service {service!r})",
+            file=sys.stderr,
+        )
         return 2
+    port, path = found
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=TIMEOUT_SECONDS) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=TIMEOUT_SECONDS) as response:
             if response.status == 200:
                 return 0
     except OSError as exc:

@@ -36,7 +36,8 @@ def pick_orchestrator(run_dir: str, environ: Mapping[str, str] | None = None) ->
     `scalelab` is found by its labels; with neither, the local one (which says nothing runs).
     SCALELAB_ORCHESTRATOR=local or docker skips the search (tests use it to stay off Docker).
     """
-    choice = (os.environ if environ is None else environ).get("SCALELAB_ORCHESTRATOR", "auto")
+    environ = os.environ if environ is None else environ
+    choice = environ.get("SCALELAB_ORCHESTRATOR", "auto")
     if choice not in ("auto", "local", "docker"):
         raise ValueError(f"SCALELAB_ORCHESTRATOR must be auto, local or docker, not {choice!r}")
     local = LocalOrchestrator(run_dir)
@@ -45,5 +46,10 @@ def pick_orchestrator(run_dir: str, environ: Mapping[str, str] | None = None) ->
     from ..orchestrator.docker import DockerOrchestrator, docker_stack_running
 
     if choice == "docker" or docker_stack_running():
-        return DockerOrchestrator()
+        return DockerOrchestrator(in_network=docker_in_network(environ))
     return local
+
+
+def docker_in_network(environ: Mapping[str, str]) -> bool:
+    """Return whether DASHBOARD_DOCKER_IN_NETWORK says this process runs inside the compose network."""
+    return environ.get("DASHBOARD_DOCKER_IN_NETWORK", "").strip().lower() in ("1", "true")

@@ -77,9 +77,11 @@ COMPOSE_SELF_ADDRESS = "localhost:9090"
 
 def compose_instances() -> list[tuple[str, str, str]]:
     """Return ``(instance, service, address)`` for every instance of the compose stack."""
-    from ..orchestrator.topology import PORTS, service_of
+    from ..orchestrator.topology import DASHBOARD_PORT, LOADGEN_PORT, PORTS, service_of
 
-    return [(name, service_of(name), f"{name}:{port}") for name, port in PORTS.items()]
+    # The load engine and the control app serve /metrics too, on their own ports.
+    ports = {**PORTS, "loadgen": LOADGEN_PORT, "dashboard": DASHBOARD_PORT}
+    return [(name, service_of(name), f"{name}:{port}") for name, port in ports.items()]
 
 
 def find_prometheus(environ: Mapping[str, str] | None = None) -> str | None:

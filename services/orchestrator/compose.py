@@ -12,15 +12,35 @@ from typing import Any
 
 import yaml
 
-from .topology import PORTS, START_ORDER, Secrets, container_host, instance_env, service_of
+from .topology import (
+    DASHBOARD_PORT,
+    LOADGEN_PORT,
+    PORTS,
+    PROMETHEUS_PORT,
+    START_ORDER,
+    Secrets,
+    container_host,
+    instance_env,
+    service_of,
+)
 
 __all__ = ["COMPOSE_FILE", "PROJECT", "PUBLISHED", "compose_document", "render"]
 
 PROJECT = "scalelab"
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 IMAGE = "scalelab/services:latest"
+GRAFANA_PORT = 3000
 # Only the entry points are published, and on loopback only.
-PUBLISHED = {"load-balancer": 8000, "cache": 5004, "worker": 5005, "prometheus": 9090, "grafana": 3000}
+PUBLISHED = {
+    "load-balancer": PORTS["load-balancer"],
+    "cache": PORTS["cache"],
+    "worker": PORTS["worker"],
+    "prometheus": PROMETHEUS_PORT,
+    "grafana": GRAFANA_PORT,
+    "loadgen": LOADGEN_PORT,
+    "dashboard": DASHBOARD_PORT,
+}
+BUILD = {"context": ".", "dockerfile": "services/Dockerfile"}
 VOLUMES = {"database": "database-data", "worker": "worker-data"}
 # What each service calls, so compose starts it after those are healthy.
 DEPENDS = {
@@ -30,6 +50,13 @@ DEPENDS = {
 HEALTHCHECK = {"interval": "2s", "timeout": "3s", "retries": 3, "start_period": "15s"}
 # Compose fills these from .env (or the shell); the services never see a literal default.
 SECRETS = Secrets(jwt_secret="${SCALELAB_JWT_SECRET}", admin_token="${SCALELAB_ADMIN_TOKEN}")
+DASHBOARD_PASSWORD = "${SCALELAB_DASHBOARD_PASSWORD}"
+DOCKER_SOCKET = "/var/run/docker.sock"
+ROOT_USER = "    user: root\n"
+ROOT_USER_WHY = (
+    "    # root: the mounted Docker socket is root:docker on the host, and the docker group's id\n"
+    "    # differs from machine to machine, so no fixed unprivileged user can be given access.\n"
+)
 
 
 def _ports(name: str) -> list[str]:
@@ -37,18 +64,26 @@ def _ports(name: str) -> list[str]:
     return [f"127.0.0.1:{port}:{port}"] if port else []
 
 
+def _healthcheck() -> dict[str, Any]:
+    return {"test": ["CMD", "python", "-m", "services.healthcheck"], **HEALTHCHECK}
+
+
+def _healthy(*names: str) -> dict[str, Any]:
+    return {name: {"condition": "service_healthy"} for name in names}
+
+
 def _python_service(name: str) -> dict[str, Any]:
     service = service_of(name)
     env = instance_env(name, PORTS[name], PORTS, SECRETS, Path("/data"), host=container_host)
     spec: dict[str, Any] = {
-        "build": {"context": ".", "dockerfile": "services/Dockerfile"},
+        "build": dict(BUILD),  # a copy: a shared dict would come out as a YAML alias
         "image": IMAGE,
         "environment": dict(sorted(env.items())),
-        "healthcheck": {"test": ["CMD", "python", "-m", "services.healthcheck"], **HEALTHCHECK},
+        "healthcheck": _healthcheck(),
     }
     dependencies = [other for other in PORTS if service_of(other) in DEPENDS.get(service, ())]
     if dependencies:
-        spec["depends_on"] = {other: {"condition": "service_healthy"} for other in dependencies}
+        spec["depends_on"] = _healthy(*dependencies)
     if service in VOLUMES:
         spec["volumes"] = [f"{VOLUMES[service]}:/data"]
     if _ports(name):
@@ -56,10 +91,67 @@ def _python_service(name: str) -> dict[str, Any]:
     return spec
 
 
+def _loadgen_service() -> dict[str, Any]:
+    """Return the load engine: Locust with the lab's users, sending to the balancer, idle until told to swarm."""
+    balancer = f"http://load-balancer:{PORTS['load-balancer']}"
+    command = [
+        "python", "-m", "locust", "-f", "/app/dashboard/loadgen/locustfile.py",
+        "--web-host", "0.0.0.0", "--web-port", str(LOADGEN_PORT), "--host", balancer,
+    ]  # fmt: skip
+    return {
+        "build": dict(BUILD),  # a copy: a shared dict would come out as a YAML alias
+        "image": IMAGE,
+        "command": command,
+        "environment": {
+            "SCALELAB_INSTANCE": "loadgen",
+            # No lab service here: the health check probes Locust's own page.
+            "SCALELAB_HEALTH_PORT": str(LOADGEN_PORT),
+            "SCALELAB_HEALTH_PATH": "/",
+        },
+        "ports": _ports("loadgen"),
+        "depends_on": _healthy("load-balancer"),
+        "healthcheck": _healthcheck(),
+    }
+
+
+def _dashboard_service() -> dict[str, Any]:
+    """Return the control app, which drives the stack's containers through the Docker socket."""
+    env = {
+        "SCALELAB_INSTANCE": "dashboard",
+        "SCALELAB_ORCHESTRATOR": "docker",
+        # Inside the network: reach every container by its service name, not via loopback.
+        "DASHBOARD_DOCKER_IN_NETWORK": "1",
+        "DASHBOARD_HOST": "0.0.0.0",
+        "DASHBOARD_PORT": str(DASHBOARD_PORT),
+        "DASHBOARD_PASSWORD": DASHBOARD_PASSWORD,
+        "SCALELAB_ADMIN_TOKEN": SECRETS.admin_token,
+        "DASHBOARD_PROMETHEUS_URL": f"http://prometheus:{PROMETHEUS_PORT}",
+        "DASHBOARD_LOADGEN_URL": f"http://loadgen:{LOADGEN_PORT}",
+        # The browser opens Grafana on the published port; the app checks it inside the network.
+        "DASHBOARD_GRAFANA_URL": f"http://127.0.0.1:{GRAFANA_PORT}",
+        "DASHBOARD_GRAFANA_PROBE_URL": f"http://grafana:{GRAFANA_PORT}",
+        "SCALELAB_HEALTH_PORT": str(DASHBOARD_PORT),
+        "SCALELAB_HEALTH_PATH": "/health",
+    }
+    return {
+        "build": dict(BUILD),  # a copy: a shared dict would come out as a YAML alias
+        "image": IMAGE,
+        "command": ["python", "-m", "dashboard"],
+        "user": "root",  # render() says why, in the file
+        "environment": env,
+        "volumes": [f"{DOCKER_SOCKET}:{DOCKER_SOCKET}"],
+        "ports": _ports("dashboard"),
+        "depends_on": _healthy("load-balancer", "loadgen", "prometheus"),
+        "healthcheck": _healthcheck(),
+    }
+
+
 def compose_document() -> dict[str, Any]:
     """Return docker-compose.yml as a dict (Compose Specification: no `version:` key)."""
     names = sorted(PORTS, key=lambda n: (START_ORDER.index(service_of(n)), n))
     services: dict[str, Any] = {name: _python_service(name) for name in names}
+    services["loadgen"] = _loadgen_service()
+    ready = f"http://127.0.0.1:{PROMETHEUS_PORT}/-/ready"
     services["prometheus"] = {
         "image": "prom/prometheus:latest",
         "command": [
@@ -71,7 +163,7 @@ def compose_document() -> dict[str, Any]:
         "ports": _ports("prometheus"),
         "healthcheck": {
             # busybox wget in the official image, curl in Debian-based ones
-            "test": ["CMD-SHELL", "wget -qO- http://127.0.0.1:9090/-/ready || curl -fs http://127.0.0.1:9090/-/ready"],
+            "test": ["CMD-SHELL", f"wget -qO- {ready} || curl -fs {ready}"],
             **HEALTHCHECK,
         },
     }
@@ -84,8 +176,12 @@ def compose_document() -> dict[str, Any]:
         ],
         "ports": _ports("grafana"),
         "depends_on": {"prometheus": {"condition": "service_healthy"}},
-        "healthcheck": {"test": ["CMD-SHELL", "wget -qO- http://127.0.0.1:3000/api/health || exit 1"], **HEALTHCHECK},
+        "healthcheck": {
+            "test": ["CMD-SHELL", f"wget -qO- http://127.0.0.1:{GRAFANA_PORT}/api/health || exit 1"],
+            **HEALTHCHECK,
+        },
     }
+    services["dashboard"] = _dashboard_service()
     return {
         "services": services,
         "volumes": {volume: {} for volume in [*VOLUMES.values(), "prometheus-data"]},
@@ -100,7 +196,11 @@ def render() -> str:
         "# edit that and run `python -m services.orchestrator.compose`. No restart policy: a kill\n"
         "# you ask for stays a kill.\n"
     )
-    return header + yaml.safe_dump(compose_document(), sort_keys=False, width=120)
+    text = yaml.safe_dump(compose_document(), sort_keys=False, width=120)
+    # YAML comments cannot be dumped, so the one the root user needs goes in here.
+    if text.count(ROOT_USER) != 1:
+        raise ValueError("exactly one service, the dashboard, should run as root")
+    return header + text.replace(ROOT_USER, ROOT_USER_WHY + ROOT_USER)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,12 @@ import pytest
 from services.orchestrator.compose import PROJECT, PUBLISHED
 
 REPO = Path(__file__).resolve().parents[2]
+# The control app's container can only start once the app exists (dashboard/app.py).
 # Everything but Grafana, which has no image on machines without registry access.
 SERVICES = [
     "database", "cache", "worker", "microservice-1", "microservice-2", "microservice-3",
-    "gateway-1", "gateway-2", "load-balancer", "prometheus",
+    "gateway-1", "gateway-2", "load-balancer", "loadgen", "prometheus",
+    "dashboard",
 ]  # fmt: skip
 HEALTHY_WITHIN_SECONDS = 180
 
@@ -67,7 +69,7 @@ def compose_stack() -> Iterator[None]:
     for name, port in PUBLISHED.items():
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if name != "grafana" and sock.connect_ex(("127.0.0.1", port)) == 0:
+            if name in SERVICES and sock.connect_ex(("127.0.0.1", port)) == 0:
                 taken.append(f"{name} ({port})")
     if taken:
         pytest.fail(f"ports the compose stack publishes are in use: {', '.join(taken)}; stop what holds them")

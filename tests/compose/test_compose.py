@@ -1,4 +1,4 @@
-"""The compose stack on a real Docker engine: the contract on :8000, Prometheus, failover."""
+"""The compose stack on a real Docker engine: the contract on :8000, the load engine, Prometheus, failover."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from services.orchestrator.docker import DockerOrchestrator
 
 from ..integration.conftest import wait_for
 from ..integration.load import run_load
-from .conftest import SERVICES, compose, compose_command
+from .conftest import REPO, SERVICES, compose, compose_command
 
 pytestmark = pytest.mark.compose
 LB = "http://127.0.0.1:8000"
 PROMETHEUS = "http://127.0.0.1:9090"
+LOADGEN = "http://127.0.0.1:8089"
+DASHBOARD = "http://127.0.0.1:8050"
 T = 10
 
 
@@ -56,9 +58,48 @@ def test_prometheus_scrapes_every_instance(compose_stack: None) -> None:
     def all_up() -> bool:
         targets = requests.get(PROMETHEUS + "/api/v1/targets", timeout=T).json()["data"]["activeTargets"]
         health = {t["labels"]["instance"]: t["health"] for t in targets}
-        return set(health) >= set(SERVICES) and all(value == "up" for value in health.values())
+        # Only the started services: the dashboard target stays down until its container runs.
+        return set(health) >= set(SERVICES) and all(health[name] == "up" for name in SERVICES)
 
     wait_for(all_up, timeout=30)
+    assert _prom('up{instance="loadgen", service="loadgen"} == 1')
+
+
+def test_the_load_engine_sends_load_through_the_balancer(compose_stack: None) -> None:
+    assert requests.get(LOADGEN + "/", timeout=T).status_code == 200
+    form = {"user_count": 4, "spawn_rate": 4, "mix_process": 20, "rate_per_user": 10}
+    started = requests.post(LOADGEN + "/swarm", data=form, timeout=T).json()
+    assert started["success"] is True, started
+    try:
+        # Its --host is the balancer's service name: requests go through the compose network.
+        def served() -> dict:
+            stats = requests.get(LOADGEN + "/stats/requests", timeout=T).json()
+            total = next(row for row in stats["stats"] if row["name"] == "Aggregated")
+            return stats if total["num_requests"] > 20 else {}
+
+        stats = wait_for(served, timeout=20)
+        assert stats["fail_ratio"] == 0, stats.get("errors")
+        wait_for(lambda: _prom('sum(rate(scalelab_loadgen_requests_total{instance="loadgen"}[5s])) > 0'), timeout=15)
+    finally:
+        assert requests.post(LOADGEN + "/stop", timeout=T).json()["success"] is True
+    wait_for(lambda: requests.get(LOADGEN + "/stats/requests", timeout=T).json()["state"] == "stopped")
+
+
+def test_the_dashboard_answers_on_8050_behind_its_password(compose_stack: None) -> None:
+    env = dict(
+        line.split("=", 1) for line in (REPO / ".env").read_text().splitlines() if "=" in line and line[0] != "#"
+    )
+    auth = ("scalelab", env["SCALELAB_DASHBOARD_PASSWORD"])
+    assert requests.get(DASHBOARD + "/", timeout=T).status_code == 401
+    assert requests.get(DASHBOARD + "/", auth=auth, timeout=T).status_code == 200
+
+    def sees_the_stack() -> bool:
+        # From inside the network: every container through the Docker API, figures from Prometheus.
+        health = requests.get(DASHBOARD + "/health", timeout=T).json()
+        return health["instances_seen"] == len(SERVICES) and health["figures_from"] == "prometheus"
+
+    wait_for(sees_the_stack, timeout=15)
+    wait_for(lambda: _prom('up{instance="dashboard", service="dashboard"} == 1'), timeout=15)
 
 
 def test_scalelab_finds_the_containers_by_their_labels(compose_stack: None) -> None:

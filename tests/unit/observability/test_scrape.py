@@ -41,9 +41,17 @@ def test_committed_compose_config_is_what_the_generator_makes(tmp_path: Path) ->
 def test_every_instance_is_a_target_with_its_name() -> None:
     groups = json.loads((REPO_PROMETHEUS_DIR / TARGETS_FILE).read_text())
     by_instance = {group["labels"]["instance"]: group for group in groups}
-    assert set(by_instance) == set(PORTS)
+    assert set(by_instance) == {*PORTS, "loadgen", "dashboard"}
     assert by_instance["gateway-2"]["targets"] == [f"gateway-2:{PORTS['gateway-2']}"]
     assert by_instance["gateway-2"]["labels"]["service"] == "gateway"
+    assert by_instance["loadgen"] == {
+        "targets": ["loadgen:8089"],
+        "labels": {"instance": "loadgen", "service": "loadgen"},
+    }
+    assert by_instance["dashboard"] == {
+        "targets": ["dashboard:8050"],
+        "labels": {"instance": "dashboard", "service": "dashboard"},
+    }
 
 
 def test_scrape_interval_shows_failover_at_second_resolution() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def test_committed_compose_file_is_what_the_generator_makes() -> None:
 def test_services_are_the_instance_names_and_there_is_no_version_key() -> None:
     compose = _compose()
     assert "version" not in compose
-    assert set(compose["services"]) == {*PORTS, "prometheus", "grafana"}
+    assert set(compose["services"]) == {*PORTS, "prometheus", "grafana", "loadgen", "dashboard"}
 
 
 def test_only_entry_points_are_published_on_loopback() -> None:
@@ -35,6 +36,8 @@ def test_only_entry_points_are_published_on_loopback() -> None:
         "worker": ["127.0.0.1:5005:5005"],
         "prometheus": ["127.0.0.1:9090:9090"],
         "grafana": ["127.0.0.1:3000:3000"],
+        "loadgen": ["127.0.0.1:8089:8089"],
+        "dashboard": ["127.0.0.1:8050:8050"],
     }
 
 
@@ -57,6 +60,52 @@ def test_no_restart_policy_undoes_a_kill_and_dependencies_wait_for_health() -> N
     )
 
 
+def test_loadgen_runs_locust_on_the_lab_users_against_the_balancer() -> None:
+    loadgen = _compose()["services"]["loadgen"]
+    assert loadgen["image"] == "scalelab/services:latest"
+    command = loadgen["command"]
+    assert command[:5] == ["python", "-m", "locust", "-f", "/app/dashboard/loadgen/locustfile.py"]
+    options = dict(zip(command[5::2], command[6::2], strict=True))
+    assert options == {"--web-host": "0.0.0.0", "--web-port": "8089", "--host": "http://load-balancer:8000"}
+    assert loadgen["depends_on"] == {"load-balancer": {"condition": "service_healthy"}}
+    # The image's stdlib health check, pointed at Locust's page.
+    assert loadgen["healthcheck"]["test"] == ["CMD", "python", "-m", "services.healthcheck"]
+    assert loadgen["environment"]["SCALELAB_HEALTH_PORT"] == "8089"
+    assert loadgen["environment"]["SCALELAB_HEALTH_PATH"] == "/"
+
+
+def test_dashboard_controls_the_stack_through_the_docker_socket_inside_the_network() -> None:
+    dashboard = _compose()["services"]["dashboard"]
+    assert dashboard["command"] == ["python", "-m", "dashboard"]
+    env = dashboard["environment"]
+    assert env["SCALELAB_ORCHESTRATOR"] == "docker" and env["DASHBOARD_DOCKER_IN_NETWORK"] == "1"
+    assert (env["DASHBOARD_HOST"], env["DASHBOARD_PORT"]) == ("0.0.0.0", "8050")
+    # Secrets come from .env, never as literals in the file.
+    assert env["DASHBOARD_PASSWORD"] == "${SCALELAB_DASHBOARD_PASSWORD}"
+    assert env["SCALELAB_ADMIN_TOKEN"] == "${SCALELAB_ADMIN_TOKEN}"
+    assert env["DASHBOARD_PROMETHEUS_URL"] == "http://prometheus:9090"
+    assert env["DASHBOARD_LOADGEN_URL"] == "http://loadgen:8089"
+    assert env["DASHBOARD_GRAFANA_URL"] == "http://127.0.0.1:3000"
+    assert env["DASHBOARD_GRAFANA_PROBE_URL"] == "http://grafana:3000"
+    assert (env["SCALELAB_HEALTH_PORT"], env["SCALELAB_HEALTH_PATH"]) == ("8050", "/health")
+    assert set(dashboard["depends_on"]) == {"load-balancer", "loadgen", "prometheus"}
+    assert all(dep == {"condition": "service_healthy"} for dep in dashboard["depends_on"].values())
+
+
+def test_only_the_dashboard_gets_the_docker_socket_and_runs_as_root_saying_why() -> None:
+    services = _compose()["services"]
+    with_socket = {
+        name for name, service in services.items() if any("docker.sock" in v for v in service.get("volumes", []))
+    }
+    assert with_socket == {"dashboard"}
+    assert services["dashboard"]["volumes"] == ["/var/run/docker.sock:/var/run/docker.sock"]
+    assert {name for name, service in services.items() if "user" in service} == {"dashboard"}
+    assert services["dashboard"]["user"] == "root"
+    text = COMPOSE_FILE.read_text()
+    before = text[: text.index("    user: root")].splitlines()
+    assert before[-1].strip().startswith("#") and "socket" in " ".join(before[-2:])
+
+
 def test_data_lives_in_named_volumes() -> None:
     compose = _compose()
     assert set(compose["volumes"]) == {"database-data", "worker-data", "prometheus-data"}
@@ -69,7 +118,11 @@ def test_project_is_named_in_env_file() -> None:
         line.split("=", 1) for line in (REPO / ".env").read_text().splitlines() if "=" in line and line[0] != "#"
     )
     assert env["COMPOSE_PROJECT_NAME"] == "scalelab"
-    assert env["SCALELAB_JWT_SECRET"] and env["SCALELAB_ADMIN_TOKEN"]
+    assert env["SCALELAB_JWT_SECRET"] and env["SCALELAB_ADMIN_TOKEN"] and env["SCALELAB_DASHBOARD_PASSWORD"]
+    # Every variable the compose file uses is set there.
+    used = set(re.findall(r"\$\{(\w+)\}", COMPOSE_FILE.read_text()))
+    assert used == {"SCALELAB_JWT_SECRET", "SCALELAB_ADMIN_TOKEN", "SCALELAB_DASHBOARD_PASSWORD"}
+    assert used <= set(env)
 
 
 def test_image_requirements_match_the_package_dependencies() -> None:
