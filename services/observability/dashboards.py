@@ -238,6 +238,19 @@ def overview() -> dict[str, Any]:
                     "titleFormat": "{{instance}} changed {{knob}}",
                     "tagKeys": "instance,knob",
                 },
+                {
+                    # The control page's presses. The series' value is the press's own time, so the
+                    # mark sits where it happened, even on the first sample of a new series.
+                    "name": "Control actions",
+                    "datasource": DATASOURCE,
+                    "enable": True,
+                    "iconColor": "blue",
+                    "expr": "scalelab_control_action_last_timestamp_seconds * 1000",
+                    "step": "1s",
+                    "useValueForTime": True,
+                    "titleFormat": "{{action}} {{target}}",
+                    "tagKeys": "action,target",
+                },
             ]
         },
         "panels": layout.panels,

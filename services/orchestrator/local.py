@@ -26,10 +26,11 @@ from typing import Any
 from ..kit.health import check_health
 from ..observability.scrape import REPO_PROMETHEUS_DIR, write_config
 from .base import InstanceInfo, Orchestrator, OrchestratorError
-from .membership import BALANCED_BY, announce
+from .membership import BALANCED_BY, announce, withdraw
 from .topology import (
     EXTRA_PORT_BASE,
     Secrets,
+    dashboard_spec,
     default_topology,
     instance_env,
     loadgen_spec,
@@ -42,8 +43,14 @@ __all__ = ["REQUIRED_MODULES", "LocalOrchestrator"]
 HEALTH_TIMEOUT_SECONDS = 30.0
 STOP_GRACE_SECONDS = 5.0
 POLL_SECONDS = 0.1
-REQUIRED_MODULES = ("flask", "granian", "aiohttp", "httptools", "prometheus_client", "jwt", "cachetools", "locust")
+REQUIRED_MODULES = (
+    "flask", "granian", "aiohttp", "httptools", "prometheus_client", "jwt", "cachetools", "locust", "dash",
+    "dash_bootstrap_components",
+)  # fmt: skip
 LOG_TAIL_LINES = 15
+# The variable listing a balancing service's backends, so a removed instance leaves a peer's
+# environment too: a peer restarted later must not take it back into its pool.
+MEMBERS_ENV = {"gateway": "GATEWAY_MICROSERVICES", "load-balancer": "BALANCER_BACKENDS"}
 # Processes this Python process started, kept for its whole life: polling them reaps the exited
 # ones (no zombies) without touching children started by anything else.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -154,6 +161,7 @@ class LocalOrchestrator(Orchestrator):
         specs = [*default_topology(secrets, self.data_dir, port_offset), loadgen_spec(self.python, port_offset)]
         if prometheus:
             specs.append(prometheus_spec(prometheus, self.prometheus_dir, port_offset))
+        specs.append(dashboard_spec(self.python, self.run_dir, port_offset))
         taken = [spec for spec in specs if not port_free(spec.port)]
         if taken:
             listing = ", ".join(f"{spec.name} needs port {spec.port}" for spec in taken)
@@ -269,6 +277,73 @@ class LocalOrchestrator(Orchestrator):
         peers = [peer.url for peer in self.instances() if peer.service == balancer and peer.state == "running"]
         announce(name, info.url, path, peers, admin_token)
         return info
+
+    def remove(self, name: str) -> None:
+        # The state stays locked throughout, so two removals at once cannot both pass the
+        # "not the last one" check; nothing is written back when a step fails.
+        with self._locked_state() as state:
+            entries = state.get("instances", {})
+            if name not in entries:
+                self.get(name)  # raises UnknownInstance naming the known ones
+            info = self._info(name, entries[name])
+            if info.service not in BALANCED_BY:
+                raise OrchestratorError(
+                    f"cannot remove {name}: only microservice and gateway instances scale in; "
+                    f"`scalelab kill {name}` stops it"
+                )
+            others = [
+                n for n, entry in entries.items()
+                if n != name and entry["service"] == info.service and process_state(entry.get("pid")) == "running"
+            ]  # fmt: skip
+            if not others:
+                raise OrchestratorError(
+                    f"cannot remove {name}: it is the last running {info.service}, and without one every request "
+                    f"that needs it would fail; `scalelab add {info.service}` (or start a stopped one) first"
+                )
+            balancer, path = BALANCED_BY[info.service]
+            peers = [self._info(n, entry) for n, entry in entries.items() if entry["service"] == balancer]
+            paused = [peer.name for peer in peers if peer.state == "paused"]
+            if paused:  # it could not drop the instance now, and would send to it once resumed
+                raise OrchestratorError(
+                    f"cannot remove {name}: {', '.join(paused)} is paused and cannot take it out of its pool; "
+                    f"`scalelab resume {paused[0]}` first"
+                )
+            running = [peer.url for peer in peers if peer.state == "running"]
+            withdraw(name, path, running, state["secrets"]["admin_token"])
+            self._terminate(info)
+            del entries[name]
+            for peer in peers:
+                self._drop_member(entries[peer.name], name)
+            self._write_prometheus_config(state)
+
+    @staticmethod
+    def _drop_member(entry: dict[str, Any], name: str) -> None:
+        """Delete ``name=url`` from a balancing instance's list of backends in its saved environment."""
+        key = MEMBERS_ENV[entry["service"]]
+        if key in entry["env"]:  # absent, the service's default list applies: leave it so
+            members = entry["env"][key].split(",")
+            entry["env"][key] = ",".join(m for m in members if m and m.partition("=")[0] != name)
+
+    def _terminate(self, info: InstanceInfo) -> None:
+        """Stop an instance's process group: SIGTERM, then SIGKILL if it is not gone after the grace period."""
+        if info.state == "stopped":
+            return  # already gone: its port may even belong to someone else by now
+        self._signal(info.pid, signal.SIGCONT)  # a paused process would not act on SIGTERM
+        self._signal(info.pid, signal.SIGTERM)
+        for sig in (signal.SIGKILL, None):
+            # Wait for the whole group (the server's worker process too) to let go of the port.
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
+            while (process_state(info.pid) != "stopped" or not port_free(info.port)) and time.monotonic() < deadline:
+                self.reap()
+                time.sleep(POLL_SECONDS / 5)
+            if process_state(info.pid) == "stopped" and port_free(info.port):
+                return
+            if sig is not None:
+                self._signal(info.pid, sig)
+        raise OrchestratorError(
+            f"{info.name} was taken out of rotation and killed, but port {info.port} is still held after "
+            f"{2 * STOP_GRACE_SECONDS:.0f} s; find the holder with `ss -ltnp 'sport = :{info.port}'`"
+        )
 
     # ---------------------------------------------------------------- prometheus
     @property

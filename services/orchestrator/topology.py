@@ -14,6 +14,7 @@ __all__ = [
     "START_ORDER",
     "InstanceSpec",
     "Secrets",
+    "dashboard_spec",
     "default_topology",
     "loadgen_spec",
     "prometheus_spec",
@@ -38,9 +39,12 @@ EXTRA_PORT_BASE = 5100
 # services get many; the cache only does quick work, where fewer threads contend less.
 THREADS = {"gateway": 32, "database": 32, "microservice": 32, "worker": 8, "cache": 4}
 # Dependencies first, so each instance finds what it calls already listening.
-START_ORDER = ("database", "cache", "worker", "microservice", "gateway", "load-balancer", "loadgen", "prometheus")
+START_ORDER = (
+    "database", "cache", "worker", "microservice", "gateway", "load-balancer", "loadgen", "prometheus", "dashboard",
+)  # fmt: skip
 PROMETHEUS_PORT = 9090
 LOADGEN_PORT = 8089  # Locust's own web UI and API
+DASHBOARD_PORT = 8050  # the control app
 
 
 @dataclass(frozen=True)
@@ -170,3 +174,17 @@ def loadgen_spec(python: str, port_offset: int = 0) -> InstanceSpec:
     ]  # fmt: skip
     env = {"SCALELAB_INSTANCE": "loadgen"}
     return InstanceSpec("loadgen", "loadgen", port, env=env, command=command, health_path="/")
+
+
+def dashboard_spec(python: str, run_dir: Path, port_offset: int = 0) -> InstanceSpec:
+    """Return the spec of the control app, reading the stack from ``run_dir`` and its neighbours' ports."""
+    port = DASHBOARD_PORT + port_offset
+    env = {
+        "SCALELAB_INSTANCE": "dashboard",
+        "SCALELAB_ORCHESTRATOR": "local",
+        "DASHBOARD_PORT": str(port),
+        "DASHBOARD_RUN_DIR": str(run_dir),
+        "DASHBOARD_PROMETHEUS_URL": f"http://127.0.0.1:{PROMETHEUS_PORT + port_offset}",
+        "DASHBOARD_LOADGEN_URL": f"http://127.0.0.1:{LOADGEN_PORT + port_offset}",
+    }
+    return InstanceSpec("dashboard", "dashboard", port, env=env, command=[python, "-m", "dashboard"])

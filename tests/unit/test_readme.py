@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from dashboard.config import DashboardConfig
 from services.balancer.config import BalancerConfig
 from services.cache.config import CacheConfig
 from services.database.config import DatabaseConfig
@@ -15,7 +16,15 @@ from services.microservice.config import MicroserviceConfig
 from services.worker.config import WorkerConfig
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-CONFIGS = (BalancerConfig, GatewayConfig, CacheConfig, DatabaseConfig, MicroserviceConfig, WorkerConfig)
+CONFIGS = (
+    BalancerConfig,
+    GatewayConfig,
+    CacheConfig,
+    DatabaseConfig,
+    MicroserviceConfig,
+    WorkerConfig,
+    DashboardConfig,
+)
 
 
 def test_readme_opens_with_the_two_setup_commands() -> None:

@@ -54,8 +54,10 @@ def run(ctx: Context, detach: bool, port_offset: int) -> exitcodes.ExitCode:
         return exitcodes.INTERRUPTED
     ctx.say(f"all instances healthy in {time.monotonic() - started:.1f} s\n")
     print_status(ctx)
-    entry = next(i for i in orchestrator.instances() if i.name == "load-balancer")
-    ctx.say(f"\nOpen {entry.url}/token, then {entry.url}/data with the token in the Authorization header.")
+    instances = {info.name: info for info in orchestrator.instances()}
+    ctx.say(f"\nControl page: {instances['dashboard'].url}/   (load, knobs, kills, live charts)")
+    entry = instances["load-balancer"]
+    ctx.say(f"API: {entry.url}/token, then {entry.url}/data with the token in the Authorization header.")
     ctx.say(f"Logs: {orchestrator.log_dir}   Admin token: {orchestrator.run_dir / 'state.json'}")
     if detach:
         ctx.say("Detached; stop it with `scalelab down`.")

@@ -1,0 +1,129 @@
+"""Build the control app: the Dash page on a Flask server with /health, /metrics and, off loopback, a password.
+
+``python -m dashboard`` serves it; ``create_app`` takes a ready Lab so tests can build one
+against any stack.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import dash_bootstrap_components as dbc  # noqa: F401 - registers its components' scripts with Dash
+from dash import Dash
+from flask import Response, jsonify, request
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from services.kit.config import load_config
+from services.orchestrator.base import Orchestrator, OrchestratorError
+from services.orchestrator.local import LocalOrchestrator
+
+from .callbacks import register
+from .config import DashboardConfig
+from .lab import Lab
+from .layout import page
+
+__all__ = ["ASSETS", "PASSWORD_USER", "admin_token_source", "create_app", "orchestrator_for", "serve"]
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+PASSWORD_USER = "scalelab"
+# Prometheus and health checks reach these without the page's password.
+OPEN_PATHS = ("/health", "/metrics")
+
+
+def orchestrator_for(config: DashboardConfig, environ: dict[str, str] | None = None) -> Orchestrator:
+    """Return the orchestrator of the stack the app controls (SCALELAB_ORCHESTRATOR=local or docker)."""
+    mode = (environ if environ is not None else os.environ).get("SCALELAB_ORCHESTRATOR", "local")
+    if mode == "docker":
+        from services.orchestrator.docker import DockerOrchestrator
+
+        return DockerOrchestrator(in_network=config.docker_in_network)
+    if mode != "local":
+        raise ValueError(f"SCALELAB_ORCHESTRATOR must be local or docker for the control app, not {mode!r}")
+    return LocalOrchestrator(config.run_dir)
+
+
+def admin_token_source(config: DashboardConfig, orchestrator: Orchestrator) -> Any:
+    """Return a function giving the admin token: from the configuration, else the local stack's state."""
+
+    def token() -> str:
+        if config.admin_token:
+            return config.admin_token
+        secrets = orchestrator.secrets() if isinstance(orchestrator, LocalOrchestrator) else None
+        if secrets is None:
+            raise OrchestratorError(
+                f"no admin token: set SCALELAB_ADMIN_TOKEN or start the stack with `scalelab up` in {config.run_dir}"
+            )
+        return secrets.admin_token
+
+    return token
+
+
+def _authorised(config: DashboardConfig) -> bool:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Basic "):
+        return False
+    try:
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+    except ValueError:
+        return False
+    # Bytes: compare_digest refuses non-ASCII str, and a password may be any text.
+    same_user = hmac.compare_digest(user.encode(), PASSWORD_USER.encode())
+    return same_user & hmac.compare_digest(password.encode(), config.password.encode())
+
+
+def create_app(lab: Lab) -> Dash:
+    """Return the Dash app for ``lab`` (whose sampler the caller starts)."""
+    config = lab.config
+    app = Dash(
+        __name__,
+        title="ScaleLab control",
+        assets_folder=str(ASSETS),
+        serve_locally=True,  # every script and stylesheet from this server: the lab works offline
+        update_title=None,
+        suppress_callback_exceptions=True,  # tiles and their buttons are drawn by callbacks
+    )
+    app.layout = lambda: page(lab)
+    register(app, lab)
+    server = app.server
+
+    @server.before_request
+    def password() -> Any:
+        if not config.needs_password or request.path in OPEN_PATHS or _authorised(config):
+            return None
+        return Response(
+            "The ScaleLab control page is served beyond loopback: log in as `scalelab` with DASHBOARD_PASSWORD.",
+            401,
+            {"WWW-Authenticate": 'Basic realm="ScaleLab control"'},
+        )
+
+    @server.get("/health")
+    def health() -> Any:
+        status = lab.status
+        return jsonify(
+            status="ok",
+            instance="dashboard",
+            sampled_seconds_ago=None if not status.time else round(time.time() - status.time, 3),
+            figures_from=status.source,
+            instances_seen=len(status.tiles),
+        )
+
+    @server.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(lab.registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+    return app
+
+
+def serve() -> Any:
+    """Build the configured Lab and app, start sampling, and return the WSGI app (granian's factory)."""
+    config = load_config(DashboardConfig)
+    orchestrator = orchestrator_for(config)
+    lab = Lab(config, orchestrator, admin_token_source(config, orchestrator))
+    lab.start()
+    return create_app(lab).server

@@ -1,0 +1,121 @@
+"""Build the page's live charts from the history, with every control action drawn as a marker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .actions import Action
+from .history import History, Sample
+
+__all__ = ["CHARTS", "Chart", "build_figure"]
+
+MARKER_COLOURS = {"ok": "#6c757d", "pending": "#0d6efd", "failed": "#dc3545"}
+DOWN_ACTIONS = ("kill", "pause", "remove")
+GRID = "#e5e5e5"
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One live chart: the series it draws (by key prefix), their names and the unit."""
+
+    id: str
+    title: str
+    prefixes: tuple[str, ...]
+    unit: str
+    scale: float = 1.0  # multiply values by this for display (seconds -> ms, ratio -> %)
+    names: Callable[[str], str] = lambda key: key.rpartition(".")[2]
+    stacked: bool = False
+
+
+CHARTS = (
+    Chart(
+        "throughput",
+        "Throughput and errors",
+        ("rps", "errors", "failed"),
+        "req/s",
+        names={"rps": "requests/s", "errors": "5xx/s at the balancer", "failed": "failed/s at the clients"}.get,
+    ),
+    Chart("latency", "Latency at the balancer", ("p50", "p95", "p99"), "ms", scale=1000),
+    Chart("split-gateways", "Requests by gateway", ("split.gateways.",), "req/s", stacked=True),
+    Chart("split-microservices", "Requests by microservice", ("split.microservices.",), "req/s", stacked=True),
+    Chart("cache", "Cache hit ratio (gateways' /data lookups)", ("cache.hit_ratio",), "%", scale=100),
+    Chart("database", "Database queries", ("db.qps",), "queries/s"),
+    Chart("queue", "Worker queue depth", ("worker.queue",), "tasks"),
+)
+
+
+def build_figure(chart: Chart, samples: Sequence[Sample], actions: Sequence[Action]) -> dict[str, Any]:
+    """Return the figure of ``chart`` over ``samples``, with a labelled line at each action.
+
+    A plain dict in Plotly's figure format: building ``go.Figure`` objects validates every
+    property and cost several times the whole refresh budget on this page.
+    """
+    times = [round(sample.time * 1000) for sample in samples]  # a date axis reads ms since the epoch
+    traces = []
+    for prefix in chart.prefixes:
+        for series in History.series(samples, prefix):
+            trace: dict[str, Any] = {
+                "type": "scatter",
+                "mode": "lines",
+                "x": times,
+                "y": [None if v is None else round(v * chart.scale, 4) for v in series.values],
+                "name": chart.names(series.key) or series.key,
+                "hovertemplate": f"%{{y:.3~f}} {chart.unit}<extra>%{{fullData.name}}</extra>",
+            }
+            if chart.stacked:
+                trace["stackgroup"] = "one"
+            traces.append(trace)
+    shapes, notes = [], []
+    start = samples[0].time if samples else None
+    for action in actions:
+        if start is None or action.time < start:
+            continue
+        colour = MARKER_COLOURS[action.outcome]
+        at = action.time * 1000
+        dash = "solid" if action.kind in DOWN_ACTIONS else "dot"
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "x",
+                "yref": "paper",
+                "x0": at,
+                "x1": at,
+                "y0": 0,
+                "y1": 1,
+                "line": {"color": colour, "width": 1, "dash": dash},
+            }
+        )
+        notes.append(
+            {
+                "x": at,
+                "xref": "x",
+                "y": 1,
+                "yref": "paper",
+                "text": action.label,
+                "showarrow": False,
+                "textangle": -90,
+                "xanchor": "right",
+                "yanchor": "top",
+                "font": {"size": 10, "color": colour},
+            }
+        )
+    layout = {
+        "title": {"text": chart.title, "font": {"size": 14}, "x": 0.01},
+        "margin": {"l": 50, "r": 10, "t": 36, "b": 30},
+        "height": 260,
+        "yaxis": {"title": {"text": chart.unit}, "rangemode": "tozero", "gridcolor": GRID, "zeroline": False},
+        "xaxis": {"type": "date", "gridcolor": GRID},
+        "legend": {"orientation": "h", "y": -0.15},
+        "uirevision": chart.id,  # keep the user's zoom across refreshes
+        # A few plain properties instead of a template: Plotly's templates add about 10 KiB per
+        # figure to every refresh.
+        "paper_bgcolor": "white",
+        "plot_bgcolor": "white",
+        "font": {"family": "system-ui, sans-serif", "size": 11},
+        "shapes": shapes,
+        "annotations": notes,
+        "meta": {"chart": chart.id, "samples": len(samples)},
+    }
+    return {"data": traces, "layout": layout}

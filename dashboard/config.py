@@ -1,0 +1,63 @@
+"""The control app's configuration: where the stack, Prometheus, the load engine and Grafana are.
+
+Everything comes from the environment (``scalelab up`` and the compose file set it), never
+from the browser: the page cannot point the app at another host or learn the admin token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.kit.config import ConfigError, setting
+
+__all__ = ["LOOPBACK", "DashboardConfig"]
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@dataclass
+class DashboardConfig:
+    """Settings of the control app (``python -m dashboard``)."""
+
+    host: str = setting("127.0.0.1", "DASHBOARD_HOST", "Address the page is served on; not loopback needs a password.")
+    port: int = setting(8050, "DASHBOARD_PORT", "Port of the page.")
+    password: str = setting(
+        "", "DASHBOARD_PASSWORD", "Password (user `scalelab`) required when DASHBOARD_HOST is not loopback."
+    )
+    run_dir: str = setting(".scalelab", "DASHBOARD_RUN_DIR", "Run directory of a local stack (its state.json).")
+    docker_in_network: bool = setting(
+        False, "DASHBOARD_DOCKER_IN_NETWORK", "The app runs inside the compose network: reach instances by name."
+    )
+    admin_token: str = setting(
+        "", "SCALELAB_ADMIN_TOKEN", "Admin token of the services' control API; local mode reads it from state.json."
+    )
+    prometheus_url: str = setting("http://127.0.0.1:9090", "DASHBOARD_PROMETHEUS_URL", "Prometheus the charts query.")
+    loadgen_url: str = setting("http://127.0.0.1:8089", "DASHBOARD_LOADGEN_URL", "The load engine (Locust) API.")
+    grafana_url: str = setting(
+        "http://127.0.0.1:3000", "DASHBOARD_GRAFANA_URL", "Grafana as the browser reaches it (embedded panels)."
+    )
+    grafana_probe_url: str = setting(
+        "", "DASHBOARD_GRAFANA_PROBE_URL", "Grafana as the app reaches it (default: DASHBOARD_GRAFANA_URL)."
+    )
+    refresh_seconds: float = setting(1.0, "DASHBOARD_REFRESH_SECONDS", "How often charts and tiles refresh.")
+    history_seconds: int = setting(3600, "DASHBOARD_HISTORY_SECONDS", "How much history the charts keep.")
+    request_timeout: float = setting(
+        0.8, "DASHBOARD_REQUEST_TIMEOUT", "Seconds the app waits for a service, Prometheus or the load engine."
+    )
+    threads: int = setting(16, "DASHBOARD_THREADS", "Threads serving the page's requests (callbacks run in parallel).")
+    log_level: str = setting("info", "SCALELAB_LOG_LEVEL", "debug, info, warning or error.")
+
+    def __post_init__(self) -> None:
+        if self.host not in LOOPBACK and not self.password:
+            raise ConfigError(
+                f"DASHBOARD_HOST={self.host} serves the control page beyond this machine: "
+                "set DASHBOARD_PASSWORD (the page then asks for user `scalelab` and that password)"
+            )
+        if not 0.2 <= self.refresh_seconds <= 60:
+            raise ConfigError(f"DASHBOARD_REFRESH_SECONDS={self.refresh_seconds} must be between 0.2 and 60")
+        self.grafana_probe_url = self.grafana_probe_url or self.grafana_url
+
+    @property
+    def needs_password(self) -> bool:
+        """Whether the page asks for a password (it is served beyond loopback)."""
+        return self.host not in LOOPBACK

@@ -1,0 +1,321 @@
+"""The control app's one composition object: the page reads and changes the stack only through it.
+
+It owns the stack client, the load engine, the action log, the failover tracker and the
+history, and runs the sampler that refreshes them once per interval in the background, so a
+page refresh only reads what is already there.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from prometheus_client import CollectorRegistry
+
+from services.orchestrator.base import InstanceInfo, Orchestrator, OrchestratorError
+from services.orchestrator.topology import service_of
+
+from .actions import Action, ActionLog
+from .config import DashboardConfig
+from .failover import FailoverTracker
+from .history import History, Sample
+from .loadengine import LoadEngine, LoadEngineError, LoadPlan
+from .sources import DirectSource, PrometheusSource, SourceUnavailable
+from .stack import BALANCING, ServiceError, StackClient, Tile
+
+__all__ = ["INSTANCE_ACTIONS", "KNOBS", "Knob", "Lab", "LabStatus"]
+
+log = logging.getLogger(__name__)
+
+INSTANCE_ACTIONS = ("kill", "pause", "resume", "start")
+SCALABLE = ("gateway", "microservice")
+GRAFANA_PROBE_SECONDS = 10.0
+ACTION_WORKERS = 4
+REFRESH_TIMINGS_KEPT = 600
+KNOBS_REFRESH_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A control on the page and the service knob it sets."""
+
+    key: str  # the page's id for it
+    label: str
+    service: str  # every instance of this service gets the value, unless one is named
+    knob: str
+
+
+KNOBS = {
+    knob.key: knob
+    for knob in (
+        Knob("cache_enabled", "Cache", "gateway", "cache_enabled"),
+        Knob("cache_ttl", "Cache TTL (s)", "gateway", "cache_ttl_seconds"),
+        Knob("coalescing", "Request coalescing", "gateway", "coalescing"),
+        Knob("lb_algorithm", "Gateway balancing", "load-balancer", "algorithm"),
+        Knob("ms_algorithm", "Microservice balancing", "gateway", "algorithm"),
+        Knob("db_latency", "Database latency (ms)", "database", "latency_ms"),
+        Knob("db_error_rate", "Database error rate (0-1)", "database", "error_rate"),
+        Knob("ms_latency", "  its extra latency (ms)", "microservice", "extra_latency_ms"),
+        Knob("ms_error_rate", "  its error rate (0-1)", "microservice", "error_rate"),
+    )
+}
+
+
+@dataclass
+class LabStatus:
+    """What the latest sample saw: tiles, the figures' source, the load engine, Grafana."""
+
+    time: float = 0.0
+    tiles: list[Tile] = field(default_factory=list)
+    source: str = "none"  # prometheus or services
+    source_problem: str = ""  # why Prometheus is not the source, in words for the page
+    load: dict[str, Any] = field(default_factory=dict)
+    load_problem: str = ""
+    grafana: bool = False
+    knobs: dict[str, Any] = field(default_factory=dict)  # page key -> current value (first instance's)
+    # service -> the longest a dead instance can stay in rotation, from its pools' health-check settings
+    detection_bounds: dict[str, float] = field(default_factory=dict)
+    sample_seconds: float = 0.0
+
+
+class Lab:
+    """The running stack as the page sees it, refreshed in the background."""
+
+    def __init__(
+        self,
+        config: DashboardConfig,
+        orchestrator: Orchestrator,
+        admin_token: Callable[[], str],
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry or CollectorRegistry()
+        self.stack = StackClient(orchestrator, admin_token, config.request_timeout)
+        self.load = LoadEngine(config.loadgen_url, config.request_timeout)
+        self.actions = ActionLog(self.registry)
+        self.failovers = FailoverTracker(self.stack, self._loadgen)
+        self.history = History(config.history_seconds, config.refresh_seconds)
+        self.prometheus = PrometheusSource(config.prometheus_url, config.request_timeout)
+        self.direct = DirectSource(self.stack, self._loadgen)
+        self.status = LabStatus()
+        self._instances: list[InstanceInfo] = []
+        self._executor = concurrent.futures.ThreadPoolExecutor(ACTION_WORKERS, thread_name_prefix="action")
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._grafana_checked = 0.0
+        self._knobs_read = 0.0
+        # How long the page's chart callback took, for the figure in the docs and the page's footer.
+        self.refresh_timings: deque[float] = deque(maxlen=REFRESH_TIMINGS_KEPT)
+
+    # ---------------------------------------------------------------- sampling
+    def start(self) -> None:
+        """Start sampling in the background (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sampling."""
+        self._stop.set()
+        self._wake.set()
+
+    def refresh_soon(self) -> None:
+        """Sample now rather than at the next interval (after an action, so the page shows it)."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            began = time.monotonic()
+            try:
+                self.sample_once()
+            except Exception:  # the sampler must outlive any one bad answer
+                log.exception("sampling the stack failed")
+            self._wake.wait(max(0.0, self.config.refresh_seconds - (time.monotonic() - began)))
+            self._wake.clear()
+
+    def _loadgen(self) -> InstanceInfo | None:
+        return next((i for i in self._instances if i.service == "loadgen" and i.state == "running"), None)
+
+    def sample_once(self) -> LabStatus:
+        """Read the stack once: tiles, figures, load, knobs; append the figures to the history."""
+        began = time.monotonic()
+        now = time.time()
+        try:
+            instances = self.stack.instances()
+        except (OrchestratorError, OSError) as exc:
+            log.warning("the orchestrator did not answer: %s", exc)
+            instances = self._instances
+        self._instances = instances
+        pools = self.stack.pools(instances)
+        status = LabStatus(time=now, tiles=self.stack.tiles(instances, pools))
+        for owner, pool in pools.items():
+            checks = pool.get("health_check", {})
+            balanced = next((s for s, (holder, _) in BALANCING.items() if holder == service_of(owner)), None)
+            if balanced and checks:
+                bound = checks["fall"] * (checks["interval_seconds"] + checks["timeout_seconds"])
+                status.detection_bounds[balanced] = round(bound, 3)
+        try:
+            values = self.prometheus.read()
+            status.source = "prometheus"
+            self.direct._previous = None  # a later fallback starts its rates afresh
+        except SourceUnavailable as exc:
+            status.source_problem = f"{exc}. Showing figures read from the services' own /metrics instead."
+            try:
+                values = self.direct.read(instances)
+                status.source = "services"
+            except SourceUnavailable as direct_exc:
+                values = {}
+                status.source_problem = f"{exc}; and {direct_exc}."
+        self.history.add(Sample(now, values))
+        try:
+            status.load = self.load.stats()
+        except LoadEngineError as exc:
+            status.load_problem = str(exc)
+        status.knobs = self.status.knobs
+        latest = self.actions.latest()
+        if now - self._knobs_read >= KNOBS_REFRESH_SECONDS or (latest and latest.time >= self._knobs_read - 1):
+            # Knobs change by this page's actions or a CLI: read them every few seconds and after each action.
+            status.knobs = self._read_knobs(instances)
+            self._knobs_read = now
+        status.grafana = self._grafana_reachable()
+        status.sample_seconds = time.monotonic() - began
+        self.status = status
+        return status
+
+    def _read_knobs(self, instances: list[InstanceInfo]) -> dict[str, Any]:
+        knobs: dict[str, Any] = {}
+        first: dict[str, InstanceInfo] = {}
+        for info in instances:
+            if info.state == "running" and info.service not in first:
+                first[info.service] = info
+        for service in {knob.service for knob in KNOBS.values()}:
+            if service not in first:
+                continue
+            try:
+                values = self.stack.call(first[service], "GET", "/control")["knobs"]
+            except (ServiceError, KeyError, TypeError):
+                continue
+            for knob in KNOBS.values():
+                if knob.service == service and knob.knob in values:
+                    knobs[knob.key] = values[knob.knob]["value"]
+        return knobs
+
+    def _grafana_reachable(self) -> bool:
+        if time.monotonic() - self._grafana_checked < GRAFANA_PROBE_SECONDS:
+            return self.status.grafana
+        self._grafana_checked = time.monotonic()
+        try:
+            url = self.config.grafana_probe_url.rstrip("/") + "/api/health"
+            return requests.get(url, timeout=self.config.request_timeout).status_code == 200
+        except requests.RequestException:
+            return False
+
+    # ---------------------------------------------------------------- actions
+    def _submit(self, kind: str, target: str, work: Callable[[Action], str], detail: str = "") -> Action:
+        action = self.actions.begin(kind, target, detail)
+
+        def run() -> None:
+            try:
+                message = work(action)
+            except (OrchestratorError, ServiceError, LoadEngineError, ValueError) as exc:
+                self.actions.finish(action, False, str(exc))
+            except Exception as exc:  # shown on the page rather than lost in a thread
+                log.exception("%s failed", action.label)
+                self.actions.finish(action, False, f"{type(exc).__name__}: {exc}")
+            else:
+                self.actions.finish(action, True, message)
+            self.refresh_soon()
+
+        self._executor.submit(run)
+        self.refresh_soon()
+        return action
+
+    def instance_action(self, kind: str, name: str) -> Action:
+        """Kill, pause, resume or start an instance in the background; return the logged action."""
+        if kind not in INSTANCE_ACTIONS:
+            raise ValueError(f"unknown action {kind!r}; use one of {', '.join(INSTANCE_ACTIONS)}")
+        orchestrator = self.stack.orchestrator
+
+        def work(_action: Action) -> str:
+            # The clock is read right before the signal: detection is timed from the event itself.
+            started = time.time()
+            if kind in ("kill", "pause") and self.failovers.tracks(name):
+                getattr(orchestrator, kind)(name)
+                self.failovers.on_down(name, kind, started)
+            elif kind in ("start", "resume") and self.failovers.tracks(name):
+                self.failovers.on_up(name, kind, started)
+                getattr(orchestrator, kind)(name)
+            else:
+                getattr(orchestrator, kind)(name)
+            return f"{name} {'is ' + orchestrator.get(name).state}"
+
+        return self._submit(kind, name, work)
+
+    def scale(self, service: str, direction: str) -> Action:
+        """Add (``out``) or remove (``in``) one instance of a gateway or microservice, in the background."""
+        if service not in SCALABLE or direction not in ("out", "in"):
+            raise ValueError(f"scale out or in a gateway or microservice, not {direction!r} {service!r}")
+        orchestrator = self.stack.orchestrator
+
+        def work(action: Action) -> str:
+            if direction == "out":
+                return f"added {orchestrator.add(service).name}"
+            names = sorted(
+                (i.name for i in orchestrator.instances() if i.service == service),
+                key=lambda n: int(n.rpartition("-")[2]),
+            )
+            if len(names) < 2:
+                raise OrchestratorError(f"only {len(names)} {service} instance(s) left: scaling in would leave none")
+            orchestrator.remove(names[-1])  # type: ignore[attr-defined]
+            return f"removed {names[-1]}"
+
+        return self._submit("add" if direction == "out" else "remove", service, work)
+
+    def set_knob(self, key: str, value: Any, instance: str | None = None) -> Action:
+        """Set a knob on every instance of its service (or on ``instance`` only), in the background."""
+        knob = KNOBS.get(key)
+        if knob is None:
+            raise ValueError(f"unknown knob {key!r}")
+        if instance is not None and service_of(instance) != knob.service:
+            raise ValueError(f"{knob.label} is a {knob.service} setting; {instance} is not a {knob.service}")
+
+        def work(_action: Action) -> str:
+            targets = [
+                info
+                for info in self.stack.instances()
+                if info.service == knob.service and info.state == "running" and instance in (None, info.name)
+            ]
+            if not targets:
+                raise ServiceError(f"no running {instance or knob.service} to set {knob.knob} on")
+            for info in targets:
+                self.stack.call(info, "PUT", "/control", {knob.knob: value})
+            return f"{knob.knob}={value} on {', '.join(info.name for info in targets)}"
+
+        return self._submit("knob", instance or knob.service, work, detail=f"{knob.knob}={value}")
+
+    def start_load(self, plan: LoadPlan) -> Action:
+        """Start the load engine with ``plan`` in the background."""
+
+        def work(_action: Action) -> str:
+            self.load.start(plan)  # validates first: a bad plan shows as a failed action
+            return f"{plan.users} users" + (f", {plan.rate:g} req/s" if plan.rate else "")
+
+        detail = f"{plan.users} users" + (f" {plan.rate:g}/s" if plan.rate else "")
+        return self._submit("load-start", "loadgen", work, detail=detail)
+
+    def stop_load(self) -> Action:
+        """Stop the load engine in the background."""
+
+        def work(_action: Action) -> str:
+            self.load.stop()
+            return "stopped"
+
+        return self._submit("load-stop", "loadgen", work)

@@ -1,0 +1,229 @@
+"""Where the live figures come from: Prometheus when it answers, else the services' own /metrics.
+
+Both sources return the same series keys, so the charts do not care which one is in use:
+
+``rps``, ``errors`` (5xx at the balancer), ``failed`` (failures the load generator saw),
+``p50``/``p95``/``p99`` (seconds, at the balancer), ``split.gateways.<name>`` and
+``split.microservices.<name>`` (requests/s each instance was sent), ``cache.hit_ratio`` (share
+of the gateways' /data lookups answered by the cache), ``db.qps`` and ``worker.queue``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import requests
+
+from services.orchestrator.base import InstanceInfo
+
+from .stack import ServiceError, StackClient
+
+__all__ = ["QUERIES", "DirectSource", "PrometheusSource", "SourceUnavailable", "histogram_quantile"]
+
+# Rates over the last two 1 s scrapes (irate): a chart that refreshes every second should move
+# within a second or two of the change, not smear it over a 10 s window.
+LB = 'service="load-balancer",route="proxy"'
+
+
+def _rate(metric: str, labels: str = "", by: str = "") -> str:
+    if by:
+        return f"sum by ({by}) (irate({metric}{{{labels}}}[3s]))"
+    # Nothing counted yet is a rate of zero, not a gap in the chart.
+    return f"(sum(irate({metric}{{{labels}}}[3s])) or vector(0))"
+
+
+def _quantile(q: float) -> str:
+    return f"histogram_quantile({q}, sum by (le) (rate(scalelab_http_request_duration_seconds_bucket{{{LB}}}[5s])))"
+
+
+QUERIES: dict[str, str] = {
+    "rps": _rate("scalelab_http_requests_total", LB),
+    "errors": _rate("scalelab_http_requests_total", LB + ',status=~"5.."'),
+    "failed": _rate("scalelab_loadgen_requests_total", 'status=~"0|5.."'),
+    "p50": _quantile(0.5),
+    "p95": _quantile(0.95),
+    "p99": _quantile(0.99),
+    # Keys ending in "." take each series' backend label as their suffix.
+    "split.gateways.": _rate("scalelab_backend_requests_total", 'pool="gateways"', by="backend"),
+    "split.microservices.": _rate("scalelab_backend_requests_total", 'pool="microservices"', by="backend"),
+    "cache.hit_ratio": (
+        _rate("scalelab_gateway_cache_lookups_total", 'result="hit"')
+        + " / "
+        + _rate("scalelab_gateway_cache_lookups_total")
+    ),
+    "db.qps": _rate("scalelab_db_queries_total"),
+    "worker.queue": "sum(scalelab_tasks_queue_depth)",
+}
+
+
+KEY_LABEL = "scalelab_key"
+COMBINED_QUERY = " or ".join(f'label_replace({expr}, "{KEY_LABEL}", "{key}", "", "")' for key, expr in QUERIES.items())
+
+
+class SourceUnavailable(RuntimeError):
+    """The source could not be read at all; the message says why."""
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+class PrometheusSource:
+    """Instant queries of pre-aggregated expressions, one per series family."""
+
+    name = "prometheus"
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._session = requests.Session()
+
+    def read(self) -> dict[str, float]:
+        """Return the current figures; raise SourceUnavailable when Prometheus does not answer.
+
+        All series come from one query (each expression tagged with its key): one round trip and
+        one evaluation per refresh instead of one per chart.
+        """
+        try:
+            response = self._session.get(
+                f"{self.url}/api/v1/query", params={"query": COMBINED_QUERY}, timeout=self.timeout
+            )
+            response.raise_for_status()
+            result = response.json()["data"]["result"]
+        except (requests.RequestException, KeyError, ValueError) as exc:
+            raise SourceUnavailable(f"Prometheus at {self.url} did not answer: {exc}") from None
+        values: dict[str, float] = {}
+        for series in result:
+            value = _finite(float(series["value"][1]))
+            key = series["metric"].get(KEY_LABEL, "")
+            if value is None or not key:
+                continue
+            values[key + (series["metric"].get("backend", "") if key.endswith(".") else "")] = value
+        return values
+
+
+Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def _total(metrics: Metrics, name: str, **match: str) -> float:
+    return sum(value for (metric, labels), value in metrics.items() if metric == name and _matches(labels, match))
+
+
+def _matches(labels: tuple[tuple[str, str], ...], match: dict[str, str]) -> bool:
+    have = dict(labels)
+    for key, wanted in match.items():
+        value = have.get(key)
+        if value is None:
+            return False
+        if wanted.endswith("*") and not value.startswith(wanted[:-1]):
+            return False
+        if not wanted.endswith("*") and value != wanted:
+            return False
+    return True
+
+
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """Return the ``q`` quantile of cumulative ``(upper bound, count)`` buckets, as Prometheus does."""
+    buckets = sorted(buckets)
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower  # beyond the last finite bucket: its bound is the best answer
+            inside = count - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 0)
+        lower, below = bound, count
+    return lower
+
+
+class DirectSource:
+    """The same figures from the services' own /metrics, as rates between two consecutive reads."""
+
+    name = "services"
+
+    def __init__(self, stack: StackClient, loadgen: Callable[[], InstanceInfo | None], clock=time.monotonic) -> None:
+        self.stack = stack
+        self.loadgen = loadgen
+        self._clock = clock
+        self._previous: tuple[float, dict[str, Metrics]] | None = None
+
+    def _scrape(self, instances: list[InstanceInfo]) -> dict[str, Metrics]:
+        wanted = [
+            info
+            for info in instances
+            if info.state == "running" and info.service in ("load-balancer", "gateway", "database", "worker")
+        ]
+        loadgen = self.loadgen()
+        if loadgen is not None:
+            wanted.append(loadgen)
+        futures = {info.name: self.stack._pool.submit(self.stack.metrics, info) for info in wanted}
+        scraped = {}
+        for name, future in futures.items():
+            try:
+                scraped[name] = future.result()
+            except ServiceError:
+                continue
+        return scraped
+
+    def read(self, instances: list[InstanceInfo]) -> dict[str, float]:
+        """Return the current figures (rates need two reads: the first returns only gauges)."""
+        now = self._clock()
+        current = self._scrape(instances)
+        previous, self._previous = self._previous, (now, current)
+        if not any(name == "load-balancer" for name in current):
+            raise SourceUnavailable("neither Prometheus nor the load balancer's /metrics answered")
+        values: dict[str, float] = {}
+        queue = [_total(m, "scalelab_tasks_queue_depth") for n, m in current.items() if n == "worker"]
+        if queue:
+            values["worker.queue"] = queue[0]
+        if previous is None:
+            return values
+        elapsed = max(now - previous[0], 1e-3)
+
+        def rate(name: str, instance_prefix: str = "", **match: str) -> float:
+            total = 0.0
+            for instance, metrics in current.items():
+                if not instance.startswith(instance_prefix) or instance not in previous[1]:
+                    continue
+                delta = _total(metrics, name, **match) - _total(previous[1][instance], name, **match)
+                total += max(delta, 0.0)  # a restarted instance starts from zero: no negative rates
+            return total / elapsed
+
+        proxy = {"route": "proxy"}
+        values["rps"] = rate("scalelab_http_requests_total", "load-balancer", **proxy)
+        values["errors"] = rate("scalelab_http_requests_total", "load-balancer", status="5*", **proxy)
+        values["failed"] = rate("scalelab_loadgen_requests_total", "loadgen", status="0") + rate(
+            "scalelab_loadgen_requests_total", "loadgen", status="5*"
+        )
+        buckets: dict[float, float] = {}
+        if "load-balancer" in previous[1]:
+            for (metric, labels), value in current["load-balancer"].items():
+                if metric == "scalelab_http_request_duration_seconds_bucket" and dict(labels).get("route") == "proxy":
+                    before = previous[1]["load-balancer"].get((metric, labels), 0.0)
+                    buckets[float(dict(labels)["le"])] = max(value - before, 0.0)
+        for q in (50, 95, 99):
+            quantile = histogram_quantile(q / 100, list(buckets.items()))
+            if quantile is not None:
+                values[f"p{q}"] = quantile
+        for pool, holder in (("gateways", "load-balancer"), ("microservices", "gateway")):
+            backends = {
+                dict(labels)["backend"]
+                for instance, metrics in current.items()
+                if instance.startswith(holder)
+                for (metric, labels) in metrics
+                if metric == "scalelab_backend_requests_total" and dict(labels).get("pool") == pool
+            }
+            for backend in backends:
+                values[f"split.{pool}.{backend}"] = rate(
+                    "scalelab_backend_requests_total", holder, pool=pool, backend=backend
+                )
+        lookups = rate("scalelab_gateway_cache_lookups_total", "gateway")
+        if lookups > 0:
+            values["cache.hit_ratio"] = rate("scalelab_gateway_cache_lookups_total", "gateway", result="hit") / lookups
+        values["db.qps"] = rate("scalelab_db_queries_total", "database")
+        return values

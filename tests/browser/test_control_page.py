@@ -1,0 +1,159 @@
+"""Press the control page's buttons in Chromium and check what the charts, tiles and tables show."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+from playwright.sync_api import Page
+
+from tests.stack import REQUEST_TIMEOUT, Stack, wait_for
+
+from .control_page import ControlPage
+
+# A paced load: on a 2-core machine a closed-loop swarm takes every core and slows the page
+# with everything else. GETs only where a kill is tested: cut GETs are retried, POSTs are not.
+USERS, RATE = 6, 60
+GETS_ONLY = {"mix_data_hot": 80, "mix_data_new": 5, "mix_process": 15, "mix_longtask": 0}
+# The issue's promise: a press shows on the page within 2 s.
+VISIBLE_SECONDS = 2.0
+
+
+@pytest.fixture
+def control(page: Page, healthy_stack: Stack) -> Iterator[ControlPage]:
+    """The control page; any load a test started is stopped afterwards."""
+    yield ControlPage(page)
+    requests.post(healthy_stack.url("loadgen") + "/stop", timeout=REQUEST_TIMEOUT)
+
+
+def _loaded(control: ControlPage) -> None:
+    control.start_load(USERS, RATE, **GETS_ONLY)
+    control.wait_for(lambda: (control.latest("throughput").get("requests/s") or 0) > RATE / 3, 15, "throughput")
+
+
+def test_the_page_shows_every_instance_healthy_and_loads_nothing_from_outside(control: ControlPage) -> None:
+    for name in (
+        "load-balancer",
+        "gateway-1",
+        "gateway-2",
+        "microservice-1",
+        "microservice-2",
+        "microservice-3",
+        "cache",
+        "database",
+        "worker",
+        "loadgen",
+        "prometheus",
+    ):
+        control.wait_for(lambda n=name: control.state(n) == "healthy", 5, f"{name} healthy")
+    stylesheets = control.page.evaluate("[...document.styleSheets].map(s => s.href).filter(Boolean)")
+    assert any("bootstrap" in href for href in stylesheets) and all(
+        h.startswith("http://127.0.0.1") for h in stylesheets
+    )
+    assert control.page.locator("#prometheus-down").count() == 0
+
+
+def test_start_load_shows_throughput(control: ControlPage) -> None:
+    _loaded(control)
+    assert control.page.locator("#load-state").get_attribute("data-state") in ("spawning", "running")
+    split = control.latest("split-gateways")
+    assert (split.get("gateway-1") or 0) > 0 and (split.get("gateway-2") or 0) > 0, split
+
+
+def test_killing_gateway_2_shows_down_fails_over_without_errors_and_starting_it_brings_traffic_back(
+    control: ControlPage, healthy_stack: Stack
+) -> None:
+    _loaded(control)
+    failures_before = requests.get(healthy_stack.url("loadgen") + "/stats/requests", timeout=10).json()
+    pressed = control.press("kill", "gateway-2")
+    shown = control.wait_state("gateway-2", "down", timeout=5)
+    assert shown - pressed <= VISIBLE_SECONDS, f"the tile showed down {shown - pressed:.2f} s after the press"
+
+    def only_gateway_1() -> bool:
+        split = control.latest("split-gateways")
+        return (split.get("gateway-1") or 0) > 0 and (split.get("gateway-2") or 0) == 0
+
+    control.wait_for(only_gateway_1, 8, "requests going to gateway-1 only")
+    errors = control.chart("throughput")
+    assert not any(errors["failed/s at the clients"]), "the error chart shows failed requests"
+    assert not any(errors["5xx/s at the balancer"]), "the error chart shows 5xx answers"
+    stats = requests.get(healthy_stack.url("loadgen") + "/stats/requests", timeout=10).json()
+    assert stats["stats"][-1]["num_failures"] == failures_before["stats"][-1]["num_failures"]
+
+    row = control.page.locator("#failover-records tr[data-instance='gateway-2']").first
+    control.wait_for(
+        lambda: "s" in (row.locator(".detected").text_content() or "…").replace("…", ""),
+        10,
+        "the measured detection time",
+    )
+    detected = float(row.locator(".detected").text_content().split()[0])
+    assert 0 <= detected <= 1.5, f"gateway-2 marked down {detected} s after the kill"
+    assert row.locator(".failed").text_content() == "0"
+
+    control.press("start", "gateway-2")
+    control.wait_state("gateway-2", "healthy", timeout=15)
+    control.wait_for(
+        lambda: (control.latest("split-gateways").get("gateway-2") or 0) > 0, 10, "gateway-2 taking traffic again"
+    )
+    control.wait_for(lambda: row.locator(".serving").text_content().endswith(" s"), 10, "the recovery time")
+
+
+def test_switching_the_cache_off_drops_the_hit_ratio_and_raises_latency(
+    control: ControlPage, healthy_stack: Stack
+) -> None:
+    control.start_load(USERS, RATE, mix_data_hot=100, mix_data_new=0, mix_process=0, mix_longtask=0)
+    control.wait_for(lambda: (control.latest("cache").get("hit_ratio") or 0) > 80, 15, "a hit ratio above 80 %")
+    cached_p50 = control.wait_for(lambda: control.latest("latency").get("p50"), 5, "a p50")
+    control.page.locator("#knob-cache_enabled").click()
+    try:
+        control.wait_for(lambda: control.latest("cache").get("hit_ratio") == 0, 10, "the hit ratio falling to 0")
+        control.wait_for(lambda: (control.latest("latency").get("p50") or 0) > cached_p50 * 2, 10, "latency rising")
+    finally:
+        control.page.locator("#knob-cache_enabled").click()
+        for gateway in ("gateway-1", "gateway-2"):
+            wait_for(
+                lambda g=gateway: requests.get(
+                    healthy_stack.url(g) + "/control", headers=healthy_stack.admin(), timeout=5
+                ).json()["knobs"]["cache_enabled"]["value"]
+            )
+
+
+def test_adding_a_microservice_shows_four_in_the_split_and_removing_it_three(
+    control: ControlPage, healthy_stack: Stack
+) -> None:
+    control.start_load(USERS, RATE, mix_data_hot=20, mix_data_new=0, mix_process=80, mix_longtask=0)
+    control.scale("microservice", "out")
+    control.wait_for(lambda: control.state("microservice-4") == "healthy", 15, "a microservice-4 tile, healthy")
+    try:
+        control.wait_for(
+            lambda: len([v for v in control.latest("split-microservices").values() if v]) == 4,
+            15,
+            "four microservices in the split",
+        )
+    finally:
+        control.scale("microservice", "in")
+        control.wait_for(lambda: control.state("microservice-4") is None, 15, "microservice-4 gone")
+    assert [i.name for i in healthy_stack.orchestrator.instances() if i.service == "microservice"] == [
+        "microservice-1",
+        "microservice-2",
+        "microservice-3",
+    ]
+
+
+def test_a_press_is_exported_for_grafana_annotations(control: ControlPage, healthy_stack: Stack) -> None:
+    control.page.fill("#knob-db_latency", "60")
+    control.page.click("#apply-db_latency")
+    try:
+        prometheus = healthy_stack.url("prometheus")
+
+        def annotated() -> list:
+            expr = 'scalelab_control_action_last_timestamp_seconds{action="knob",target="database"}'
+            answer = requests.get(prometheus + "/api/v1/query", params={"query": expr}, timeout=5).json()
+            return answer["data"]["result"]
+
+        series = wait_for(annotated, timeout=10, interval=0.5)
+        assert abs(float(series[0]["value"][1]) - time.time()) < 15
+    finally:
+        healthy_stack.control("database", latency_ms=50.0)

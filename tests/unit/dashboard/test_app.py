@@ -1,0 +1,199 @@
+"""The control app's server: /health and /metrics, the password off loopback, no script from outside."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry
+
+from dashboard.app import PASSWORD_USER, admin_token_source, create_app, orchestrator_for
+from dashboard.config import DashboardConfig
+from dashboard.lab import Lab
+from services.kit.config import load_config
+from services.orchestrator.base import OrchestratorError
+from services.orchestrator.local import LocalOrchestrator
+
+PASSWORD = "s3cret-Pass"
+# Every script and stylesheet the index page loads, by its address.
+ASSET = re.compile(r"""<(?:script|link)\b[^>]*?\b(?:src|href)=["']([^"']+)["']""")
+URL = re.compile(r"""(?:https?:)?//[^\s"'<>\\]+""")
+
+
+def config(**overrides: Any) -> DashboardConfig:
+    """Return the app's configuration from ``overrides`` only."""
+    return load_config(DashboardConfig, overrides, environ={})
+
+
+@pytest.fixture
+def make_lab(tmp_path: Path) -> Callable[..., Lab]:
+    """Build Labs over an empty local stack, each with a fresh registry; their samplers are never started."""
+
+    def make(**overrides: Any) -> Lab:
+        lab_config = config(run_dir=str(tmp_path), **overrides)
+        return Lab(lab_config, LocalOrchestrator(tmp_path), lambda: "t", registry=CollectorRegistry())
+
+    return make
+
+
+@pytest.fixture
+def lab(make_lab: Callable[..., Lab]) -> Lab:
+    """A Lab served on loopback."""
+    return make_lab()
+
+
+@pytest.fixture
+def page(lab: Lab) -> FlaskClient:
+    """A test client of the app served on loopback."""
+    return create_app(lab).server.test_client()
+
+
+@pytest.fixture
+def guarded(make_lab: Callable[..., Lab]) -> FlaskClient:
+    """A test client of the app served beyond loopback, with a password."""
+    return create_app(make_lab(host="0.0.0.0", password=PASSWORD)).server.test_client()
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    """Return the Authorization header a browser sends for ``user`` and ``password``."""
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+# ------------------------------------------------------------------ /health and /metrics
+
+
+def test_health_answers_json_before_the_first_sample(page: FlaskClient):
+    response = page.get("/health")
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "status": "ok",
+        "instance": "dashboard",
+        "sampled_seconds_ago": None,
+        "figures_from": "none",
+        "instances_seen": 0,
+    }
+
+
+def test_metrics_export_the_control_actions(lab: Lab, page: FlaskClient):
+    lab.actions.finish(lab.actions.begin("kill", "gateway-2"), True)
+    response = page.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain")
+    text = response.get_data(as_text=True)
+    assert 'scalelab_control_actions_total{action="kill",outcome="ok",target="gateway-2"} 1.0' in text
+    assert 'scalelab_control_action_last_timestamp_seconds{action="kill",target="gateway-2"}' in text
+
+
+def test_the_page_is_served_on_loopback_without_a_password(page: FlaskClient):
+    response = page.get("/")
+    assert response.status_code == 200
+    assert "<title>ScaleLab control</title>" in response.get_data(as_text=True)
+    assert page.get("/_dash-layout").status_code == 200
+
+
+# ------------------------------------------------------------------ the password
+
+
+@pytest.mark.parametrize("path", ["/", "/_dash-layout", "/_dash-dependencies", "/assets/scalelab.css"])
+def test_off_loopback_the_page_asks_for_the_password(guarded: FlaskClient, path: str):
+    response = guarded.get(path)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Basic realm="ScaleLab control"'
+    assert "DASHBOARD_PASSWORD" in response.get_data(as_text=True)
+
+
+def test_off_loopback_the_right_password_opens_the_page(guarded: FlaskClient):
+    assert guarded.get("/", headers=basic(PASSWORD_USER, PASSWORD)).status_code == 200
+    assert guarded.get("/_dash-layout", headers=basic("scalelab", PASSWORD)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        basic("scalelab", "wrong"),
+        basic("admin", PASSWORD),
+        basic("scalelab", ""),
+        {"Authorization": f"Bearer {PASSWORD}"},
+        {"Authorization": "Basic !!not-base64!!"},
+        {"Authorization": "Basic " + base64.b64encode(b"scalelab:\xff\xfe").decode()},  # not UTF-8
+    ],
+    ids=["wrong-password", "wrong-user", "empty-password", "not-basic", "not-base64", "not-utf8"],
+)
+def test_off_loopback_anything_but_the_right_password_is_refused(guarded: FlaskClient, headers: dict[str, str]):
+    assert guarded.get("/", headers=headers).status_code == 401
+
+
+def test_off_loopback_a_non_ascii_password_attempt_is_refused_not_an_error(guarded: FlaskClient):
+    assert guarded.get("/", headers=basic("scalelab", "pässword")).status_code == 401
+
+
+def test_a_non_ascii_password_can_be_used(make_lab: Callable[..., Lab]):
+    client = create_app(make_lab(host="0.0.0.0", password="Passwört")).server.test_client()
+    assert client.get("/", headers=basic("scalelab", "Passwört")).status_code == 200
+
+
+def test_off_loopback_health_and_metrics_stay_open(guarded: FlaskClient):
+    assert guarded.get("/health").status_code == 200
+    assert guarded.get("/metrics").status_code == 200
+
+
+# ------------------------------------------------------------------ everything from this server
+
+
+def test_every_script_and_stylesheet_comes_from_this_server(page: FlaskClient):
+    html = page.get("/").get_data(as_text=True)
+    assets = ASSET.findall(html)
+    assert any("dash_renderer" in asset for asset in assets)
+    assert any("bootstrap" in asset and asset.split("?")[0].endswith(".css") for asset in assets)
+    for asset in assets:
+        assert asset.startswith("/") and not asset.startswith("//"), asset
+        assert "cdn" not in asset.lower(), asset
+        with page.get(asset) as response:  # closes the served file
+            assert response.status_code == 200, asset
+            assert response.data, asset
+    assert URL.findall(html) == []
+
+
+def test_the_renderer_is_told_to_load_components_locally(page: FlaskClient):
+    html = page.get("/").get_data(as_text=True)
+    dash_config = json.loads(re.search(r'<script id="_dash-config"[^>]*>(.*?)</script>', html, re.S).group(1))
+    assert dash_config["serve_locally"] is True
+
+
+@pytest.mark.parametrize("path", ["/_dash-layout", "/_dash-dependencies"])
+def test_the_layout_and_callbacks_name_no_outside_address(page: FlaskClient, path: str):
+    text = page.get(path).get_data(as_text=True)
+    assert "cdn" not in text.lower()
+    assert URL.findall(text) == []
+
+
+# ------------------------------------------------------------------ wiring
+
+
+def test_orchestrator_for_refuses_an_unknown_mode():
+    with pytest.raises(ValueError, match="SCALELAB_ORCHESTRATOR must be local or docker") as caught:
+        orchestrator_for(config(), environ={"SCALELAB_ORCHESTRATOR": "bogus"})
+    assert "'bogus'" in str(caught.value)
+
+
+def test_orchestrator_for_defaults_to_the_local_stack_in_the_run_dir(tmp_path: Path):
+    orchestrator = orchestrator_for(config(run_dir=str(tmp_path)), environ={})
+    assert isinstance(orchestrator, LocalOrchestrator)
+    assert orchestrator.run_dir == tmp_path.resolve()
+
+
+def test_the_admin_token_comes_from_the_configuration_first(tmp_path: Path):
+    token = admin_token_source(config(admin_token="from-env"), LocalOrchestrator(tmp_path))
+    assert token() == "from-env"
+
+
+def test_without_a_token_or_a_started_stack_the_admin_token_says_what_to_do(tmp_path: Path):
+    token = admin_token_source(config(run_dir=str(tmp_path)), LocalOrchestrator(tmp_path))
+    with pytest.raises(OrchestratorError, match="set SCALELAB_ADMIN_TOKEN or start the stack with `scalelab up`"):
+        token()
