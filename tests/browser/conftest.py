@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
+from tests.chromium import ARTIFACTS, chromium
 from tests.stack import Stack
-
-CHROMIUM = os.environ.get("SCALELAB_CHROMIUM", "/usr/bin/chromium")
-# Screenshots of every browser test land here (CI keeps them as artifacts).
-ARTIFACTS = Path(os.environ.get("SCALELAB_ARTIFACTS", "test-artifacts")) / "browser"
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # CI runs as root
-    "--disable-gpu",
-    # Nothing but loopback: the page must work offline, and the test must not reach out.
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +18,8 @@ def browser() -> Iterator[Browser]:
     Playwright's sync API runs an event loop on this thread while it is open: closing it with the
     module lets later tests call asyncio.run().
     """
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's `chromium` (.ci/run does) or set SCALELAB_CHROMIUM")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

@@ -157,3 +157,45 @@ def test_a_press_is_exported_for_grafana_annotations(control: ControlPage, healt
         assert abs(float(series[0]["value"][1]) - time.time()) < 15
     finally:
         healthy_stack.control("database", latency_ms=50.0)
+
+
+def test_pausing_a_microservice_is_measured_and_resume_brings_it_back(
+    control: ControlPage, healthy_stack: Stack
+) -> None:
+    control.start_load(USERS, RATE, mix_data_hot=20, mix_data_new=0, mix_process=80, mix_longtask=0)
+    control.wait_for(
+        lambda: (control.latest("split-microservices").get("microservice-2") or 0) > 0,
+        15,
+        "microservice-2 taking traffic",
+    )
+    pressed = control.press("pause", "microservice-2")
+    shown = control.wait_state("microservice-2", "paused", timeout=5)
+    assert shown - pressed <= VISIBLE_SECONDS
+    row = control.page.locator("#failover-records tr[data-instance='microservice-2']").first
+    control.wait_for(lambda: row.locator(".detected").text_content().endswith(" s"), 10, "the detection time")
+    detected = float(row.locator(".detected").text_content().split()[0])
+    # A hung process is found by health checks timing out: two checks of up to 0.3 s, 0.25 s apart.
+    assert 0.3 <= detected <= 1.1 + 0.5, f"microservice-2 marked down {detected} s after the pause"
+    control.press("resume", "microservice-2")
+    control.wait_for(lambda: row.locator(".serving").text_content().endswith(" s"), 15, "the recovery time")
+    control.wait_state("microservice-2", "healthy", timeout=5)
+
+
+def test_without_prometheus_the_page_says_so_and_draws_from_the_services(control: ControlPage) -> None:
+    control.start_load(USERS, RATE, **GETS_ONLY)
+    control.press("kill", "prometheus")
+    try:
+        banner = control.page.locator("#prometheus-down")
+        banner.wait_for(timeout=5000)
+        assert "Prometheus is not reachable" in banner.text_content()
+        assert "services' own /metrics" in banner.text_content()
+        control.wait_for(
+            lambda: (control.latest("throughput").get("requests/s") or 0) > RATE / 3,
+            10,
+            "throughput drawn from the services' /metrics",
+        )
+        split = control.latest("split-gateways")
+        assert (split.get("gateway-1") or 0) > 0 and (split.get("gateway-2") or 0) > 0, split
+    finally:
+        control.press("start", "prometheus")
+        control.page.locator("#prometheus-down").wait_for(state="detached", timeout=20_000)

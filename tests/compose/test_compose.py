@@ -10,6 +10,8 @@ import requests
 from services.cli.main import cli
 from services.orchestrator.docker import DockerOrchestrator
 
+from ..browser.control_page import ControlPage
+from ..chromium import ARTIFACTS, chromium
 from ..integration.conftest import wait_for
 from ..integration.load import run_load
 from .conftest import REPO, SERVICES, compose, compose_command
@@ -100,6 +102,32 @@ def test_the_dashboard_answers_on_8050_behind_its_password(compose_stack: None) 
 
     wait_for(sees_the_stack, timeout=15)
     wait_for(lambda: _prom('up{instance="dashboard", service="dashboard"} == 1'), timeout=15)
+
+
+def test_the_dashboard_buttons_kill_and_start_a_container(compose_stack: None) -> None:
+    env = dict(
+        line.split("=", 1) for line in (REPO / ".env").read_text().splitlines() if "=" in line and line[0] != "#"
+    )
+    with chromium() as browser:
+        context = browser.new_context(
+            viewport={"width": 1400, "height": 1000},
+            http_credentials={"username": "scalelab", "password": env["SCALELAB_DASHBOARD_PASSWORD"]},
+        )
+        control = ControlPage(context.new_page())
+        control.page.goto(DASHBOARD + "/")
+        control.page.wait_for_selector("[data-instance='gateway-2']")
+        try:
+            control.press("kill", "gateway-2")
+            control.wait_state("gateway-2", "down", timeout=10)
+            assert DockerOrchestrator().get("gateway-2").state == "stopped"
+            control.press("start", "gateway-2")
+            control.wait_state("gateway-2", "healthy", timeout=60)
+        finally:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            control.page.screenshot(path=str(ARTIFACTS / "compose-dashboard.png"), full_page=True)
+            context.close()
+            if DockerOrchestrator().get("gateway-2").state == "stopped":
+                DockerOrchestrator().start("gateway-2")
 
 
 def test_scalelab_finds_the_containers_by_their_labels(compose_stack: None) -> None:
