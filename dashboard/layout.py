@@ -145,6 +145,11 @@ def _load() -> dbc.Card:
                         className="mt-2",
                     ),
                     html.Div(id="load-status", className="small mt-2"),
+                    html.Div(
+                        "A target rate of 0 sends as fast as the stack answers: on a small machine that takes "
+                        "every core, this page included.",
+                        className="small text-muted mt-1",
+                    ),
                 ]
             ),
         ],
