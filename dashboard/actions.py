@@ -44,15 +44,19 @@ class ActionLog:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._count = Counter(
-            "scalelab_control_actions", "Control actions pressed on the page, by kind, target and outcome.",
-            ["action", "target", "outcome"], registry=registry,
-        )  # fmt: skip
+            "scalelab_control_actions",
+            "Control actions pressed on the page, by kind, target and outcome.",
+            ["action", "target", "outcome"],
+            registry=registry,
+        )
         # The time of the latest action per kind and target: Grafana draws an annotation at the
         # series' value (as a timestamp), which works from the first sample of a new series on.
         self._last = Gauge(
-            "scalelab_control_action_last_timestamp_seconds", "When the latest action of this kind and target started.",
-            ["action", "target"], registry=registry,
-        )  # fmt: skip
+            "scalelab_control_action_last_timestamp_seconds",
+            "When the latest action of this kind and target started.",
+            ["action", "target"],
+            registry=registry,
+        )
 
     def begin(self, kind: str, target: str, detail: str = "") -> Action:
         """Record that an action starts now and return it."""

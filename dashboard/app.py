@@ -15,7 +15,7 @@ from typing import Any
 
 import dash_bootstrap_components as dbc  # noqa: F401 - registers its components' scripts with Dash
 from dash import Dash
-from flask import Response, jsonify, request
+from flask import Response, jsonify, request, send_from_directory
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
@@ -112,6 +112,11 @@ def create_app(lab: Lab) -> Dash:
             figures_from=status.source,
             instances_seen=len(status.tiles),
         )
+
+    @server.get("/results/<path:name>")
+    def results(name: str) -> Any:
+        # Experiment reports, behind the page's password like the page itself.
+        return send_from_directory(Path(config.results_dir).resolve(), name)
 
     @server.get("/metrics")
     def metrics() -> Response:

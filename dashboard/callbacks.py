@@ -34,6 +34,7 @@ GRAFANA_PANELS = (
 ACTION_BANNER_SECONDS = 15.0
 FAILED_BANNER_SECONDS = 30.0
 ACTION_LOG_ROWS = 12
+EXPERIMENT_ROWS = 10
 
 
 def _clock(seconds: float) -> str:
@@ -174,6 +175,43 @@ def register(app: Dash, lab: Lab) -> None:
             ms_options,
             *nows,
         )
+
+    # ------------------------------------------------------------ experiments
+    @app.callback(
+        Output("experiment-progress", "value"),
+        Output("experiment-progress", "label"),
+        Output("experiment-progress", "animated"),
+        Output("experiment-message", "children"),
+        Output("experiment-run", "disabled"),
+        Output("experiment-results", "children"),
+        Input("tick", "n_intervals"),
+    )
+    def experiment_status(_n: int | None) -> Any:
+        run = lab.experiment
+        message = f"{run.name}: {run.message}" if run.name else ""
+        return (
+            round(run.fraction * 100),
+            f"{run.fraction:.0%}" if run.running else "",
+            run.running,
+            message,
+            run.running,
+            _experiment_results(lab.experiment_results()[:EXPERIMENT_ROWS]),
+        )
+
+    @app.callback(
+        Output("action-sink", "children", allow_duplicate=True),
+        Input("experiment-run", "n_clicks"),
+        State("experiment-name", "value"),
+        prevent_initial_call=True,
+    )
+    def run_experiment(_n: int, name: str | None) -> Any:
+        if not name:
+            return no_update
+        try:
+            return lab.run_experiment(name).label
+        except ValueError as exc:
+            action = lab.actions.begin("experiment", name)
+            return lab.actions.finish(action, False, str(exc)).label
 
     # ------------------------------------------------------------ presses
     @app.callback(
@@ -355,6 +393,30 @@ def _failover_table(lab: Lab) -> Any:
         for r in records
     ]
     return [note, dbc.Table([header, html.Tbody(rows)], size="sm", striped=True, id="failover-records")]
+
+
+def _experiment_results(runs: list[dict[str, Any]]) -> Any:
+    if not runs:
+        return html.P("No reports yet.", className="small text-muted mb-0")
+    rows = []
+    for run in runs:
+        folder = Path(run["directory"]).name
+        failed = [check["label"] for check in run.get("checks", []) if not check.get("passed")]
+        verdict = dbc.Badge(
+            "passed" if run.get("passed") else "failed", color="success" if run.get("passed") else "danger"
+        )
+        rows.append(
+            html.Tr(
+                [
+                    html.Td(folder),
+                    html.Td(verdict),
+                    html.Td(", ".join(failed), className="small"),
+                    html.Td(html.A("report", href=f"/results/{folder}/report.html", target="_blank")),
+                ],
+                **{"data-experiment": run.get("experiment", "")},
+            )
+        )
+    return dbc.Table([html.Tbody(rows)], size="sm", id="experiment-reports")
 
 
 def _action_log(actions: list[Action]) -> Any:

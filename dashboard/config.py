@@ -39,6 +39,9 @@ class DashboardConfig:
     grafana_probe_url: str = setting(
         "", "DASHBOARD_GRAFANA_PROBE_URL", "Grafana as the app reaches it (default: DASHBOARD_GRAFANA_URL)."
     )
+    results_dir: str = setting(
+        "results", "DASHBOARD_RESULTS_DIR", "Where experiments run from the page write their reports (and are listed)."
+    )
     refresh_seconds: float = setting(1.0, "DASHBOARD_REFRESH_SECONDS", "How often charts and tiles refresh.")
     history_seconds: int = setting(3600, "DASHBOARD_HISTORY_SECONDS", "How much history the charts keep.")
     request_timeout: float = setting(

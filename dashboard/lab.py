@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import requests
@@ -30,7 +30,7 @@ from .loadengine import LoadEngine, LoadEngineError, LoadPlan
 from .sources import DirectSource, PrometheusSource, SourceUnavailable
 from .stack import BALANCING, ServiceError, StackClient, Tile
 
-__all__ = ["INSTANCE_ACTIONS", "KNOBS", "Knob", "Lab", "LabStatus"]
+__all__ = ["INSTANCE_ACTIONS", "KNOBS", "ExperimentRun", "Knob", "Lab", "LabStatus"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,16 @@ KNOBS = {
 }
 
 
+@dataclass(frozen=True)
+class ExperimentRun:
+    """The experiment the page started last: how far it is and how it ended."""
+
+    name: str = ""
+    running: bool = False
+    fraction: float = 0.0
+    message: str = ""
+
+
 @dataclass
 class LabStatus:
     """What the latest sample saw: tiles, the figures' source, the load engine, Grafana."""
@@ -97,6 +107,7 @@ class Lab:
     ) -> None:
         self.config = config
         self.registry = registry or CollectorRegistry()
+        self._admin_token = admin_token
         self.stack = StackClient(orchestrator, admin_token, config.request_timeout)
         self.load = LoadEngine(config.loadgen_url, config.request_timeout)
         self.actions = ActionLog(self.registry)
@@ -112,6 +123,8 @@ class Lab:
         self._thread: threading.Thread | None = None
         self._grafana_checked = 0.0
         self._knobs_read = 0.0
+        self.experiment = ExperimentRun()
+        self._experiment_lock = threading.Lock()
         # How long the page's chart callback took, for the figure in the docs and the page's footer.
         self.refresh_timings: deque[float] = deque(maxlen=REFRESH_TIMINGS_KEPT)
 
@@ -310,6 +323,47 @@ class Lab:
 
         detail = f"{plan.users} users" + (f" {plan.rate:g}/s" if plan.rate else "")
         return self._submit("load-start", "loadgen", work, detail=detail)
+
+    # ---------------------------------------------------------------- experiments
+    def experiments(self) -> list[tuple[str, str]]:
+        """Return (name, description) of every built-in experiment."""
+        from .experiments import list_experiments
+
+        return list_experiments()
+
+    def experiment_results(self) -> list[dict[str, Any]]:
+        """Return the summaries of the reports in the results directory, newest first."""
+        from .experiments import list_results
+
+        return list_results(self.config.results_dir)
+
+    def run_experiment(self, name: str) -> Action:
+        """Run a built-in experiment against this stack in the background (one at a time)."""
+        from .experiments import Target, load_experiment, run_experiment
+
+        with self._experiment_lock:
+            if self.experiment.running:
+                raise ValueError(f"{self.experiment.name} is still running; wait for it to finish")
+            self.experiment = ExperimentRun(name=name, running=True, message="starting")
+
+        def progress(fraction: float, message: str) -> None:
+            self.experiment = replace(self.experiment, fraction=fraction, message=message)
+
+        def work(_action: Action) -> str:
+            try:
+                experiment = load_experiment(name)
+                target = Target.of(self.stack.orchestrator, self._admin_token)
+                result = run_experiment(
+                    experiment, target, self.config.results_dir, on_progress=progress, progress_bar=False
+                )
+            except BaseException as exc:
+                self.experiment = replace(self.experiment, running=False, message=f"could not run: {exc}")
+                raise
+            verdict = "passed" if result.passed else "FAILED: " + ", ".join(c.label for c in result.failed)
+            self.experiment = replace(self.experiment, running=False, fraction=1.0, message=verdict)
+            return f"{verdict}; report in {result.directory}"
+
+        return self._submit("experiment", name, work)
 
     def stop_load(self) -> Action:
         """Stop the load engine in the background."""

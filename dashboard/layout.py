@@ -219,6 +219,43 @@ def _charts() -> dbc.Card:
     )
 
 
+def _experiments(lab: Lab) -> dbc.Card:
+    try:
+        experiments = lab.experiments()
+    except Exception as exc:  # a broken experiment file must not take the page down
+        return dbc.Card([dbc.CardHeader("Experiments"), dbc.CardBody(dbc.Alert(str(exc), color="danger"))])
+    options = [{"label": f"{name}: {description}", "value": name} for name, description in experiments]
+    controls = html.Div(
+        [
+            dbc.Select(
+                id="experiment-name",
+                options=options,
+                value=experiments[0][0] if experiments else None,
+                size="sm",
+                className="me-2",
+            ),
+            dbc.Button("Run", id="experiment-run", color="primary", size="sm"),
+        ],
+        className="d-flex mb-2",
+    )
+    progress = html.Div(
+        [
+            dbc.Progress(id="experiment-progress", value=0, striped=True, animated=True, className="mb-1"),
+            html.Div(id="experiment-message", className="small"),
+        ],
+        id="experiment-running",
+    )
+    note = html.P(
+        "Each runs headless against this stack, like `scalelab experiment NAME`, and restores it afterwards. "
+        "Reports are listed below, newest first.",
+        className="small text-muted",
+    )
+    return dbc.Card(
+        [dbc.CardHeader("Experiments"), dbc.CardBody([note, controls, progress, html.Div(id="experiment-results")])],
+        className="mb-3",
+    )
+
+
 def page(lab: Lab) -> html.Div:
     """Return the whole page (built per visit, so the knob controls start from their current values)."""
     config = lab.config
@@ -244,6 +281,7 @@ def page(lab: Lab) -> html.Div:
                         className="mb-3",
                     ),
                     dbc.Card([dbc.CardHeader("Actions"), dbc.CardBody(html.Div(id="action-log"))], className="mb-3"),
+                    _experiments(lab),
                     dbc.Card([dbc.CardHeader("Grafana"), dbc.CardBody(html.Div(id="grafana"))], className="mb-3"),
                     html.Div(id="refresh-timing", className="small text-muted mb-3"),
                 ],

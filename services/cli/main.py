@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..orchestrator import LocalOrchestrator
-from .commands import add, down, instance, remove, status, up
+from .commands import add, down, experiment, instance, remove, status, up
 from .context import Context, pick_orchestrator
 
 DEFAULT_RUN_DIR = ".scalelab"
@@ -51,6 +51,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("remove", help="take an instance out of rotation, stop it and forget it (scale in)")
     p.add_argument("instance", help="e.g. microservice-4, gateway-3 (only microservices and gateways)")
     p.set_defaults(func=lambda ctx, a: remove.run(ctx, a.instance))
+
+    p = verbs.add_parser(
+        "experiment",
+        help="run an experiment against the running stack, write its report, exit 3 if a check fails",
+        description="Run an experiment (a built-in one or a YAML file) against the running stack. The report goes "
+        "to RESULTS_DIR/<time>-<name>/report.html; the exit code is 3 when a check fails.",
+    )
+    p.add_argument("name", nargs="?", help="a built-in experiment (see --list) or the path of a YAML file")
+    p.add_argument("--list", action="store_true", dest="list_only", help="list the built-in experiments and exit")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        type=experiment.key_value,
+        dest="sets",
+        metavar="KEY=VALUE",
+        help="change a field of the experiment, e.g. --set load.duration=5 (repeatable)",
+    )
+    p.add_argument("--seed", type=int, help="the load's random seed (same seed, same request sequence)")
+    p.add_argument("--results-dir", default="results", help="where the results directory goes (default ./results)")
+    p.add_argument("--no-progress", action="store_false", dest="progress", help="no progress bar (for logs)")
+    p.set_defaults(
+        func=lambda ctx, a: experiment.run(ctx, a.name, a.sets, a.seed, a.results_dir, a.list_only, a.progress)
+    )
     return parser
 
 

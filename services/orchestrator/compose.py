@@ -114,6 +114,9 @@ def _loadgen_service() -> dict[str, Any]:
     }
 
 
+CONTAINER_RESULTS = "/app/results"
+
+
 def _dashboard_service() -> dict[str, Any]:
     """Return the control app, which drives the stack's containers through the Docker socket."""
     env = {
@@ -132,6 +135,7 @@ def _dashboard_service() -> dict[str, Any]:
         "DASHBOARD_GRAFANA_PROBE_URL": f"http://grafana:{GRAFANA_PORT}",
         "SCALELAB_HEALTH_PORT": str(DASHBOARD_PORT),
         "SCALELAB_HEALTH_PATH": "/health",
+        "DASHBOARD_RESULTS_DIR": CONTAINER_RESULTS,
     }
     return {
         "build": dict(BUILD),  # a copy: a shared dict would come out as a YAML alias
@@ -139,7 +143,9 @@ def _dashboard_service() -> dict[str, Any]:
         "command": ["python", "-m", "dashboard"],
         "user": "root",  # render() says why, in the file
         "environment": env,
-        "volumes": [f"{DOCKER_SOCKET}:{DOCKER_SOCKET}"],
+        # Experiments run here (from the page, or `scalelab experiment` on the host); their
+        # reports land in ./results beside the compose file.
+        "volumes": [f"{DOCKER_SOCKET}:{DOCKER_SOCKET}", f"./results:{CONTAINER_RESULTS}"],
         "ports": _ports("dashboard"),
         "depends_on": _healthy("load-balancer", "loadgen", "prometheus"),
         "healthcheck": _healthcheck(),

@@ -6,6 +6,8 @@ reach, whatever its name.
 
 from __future__ import annotations
 
+import io
+import tarfile
 import time
 from typing import Any
 
@@ -193,6 +195,26 @@ class DockerOrchestrator(Orchestrator):
             container.unpause()  # a frozen process cannot act on SIGTERM
         container.stop(timeout=STOP_GRACE_SECONDS)  # SIGTERM, then SIGKILL after the grace period
         container.remove()
+
+    def run_inside(self, name: str, command: list[str], files: dict[str, bytes] | None = None) -> tuple[int, str]:
+        """Run ``command`` in instance ``name``'s container and return its exit code and output.
+
+        ``files`` (name -> content) are put in the container's /tmp first.
+        """
+        container = self._container(name)
+        if container.status != "running":
+            raise OrchestratorError(f"{name} is {container.status}: start it first (`scalelab start {name}`)")
+        if files:
+            archive = io.BytesIO()
+            with tarfile.open(fileobj=archive, mode="w") as tar:
+                for filename, content in files.items():
+                    entry = tarfile.TarInfo(filename)
+                    entry.size = len(content)
+                    tar.addfile(entry, io.BytesIO(content))
+            container.put_archive("/tmp", archive.getvalue())
+        # Not streamed: the SDK's exec streams leave their socket to the garbage collector.
+        code, output = container.exec_run(command)
+        return int(code or 0), output.decode(errors="replace")
 
     def _wait_healthy(self, name: str, container: Any) -> None:
         deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS

@@ -186,5 +186,7 @@ def dashboard_spec(python: str, run_dir: Path, port_offset: int = 0) -> Instance
         "DASHBOARD_RUN_DIR": str(run_dir),
         "DASHBOARD_PROMETHEUS_URL": f"http://127.0.0.1:{PROMETHEUS_PORT + port_offset}",
         "DASHBOARD_LOADGEN_URL": f"http://127.0.0.1:{LOADGEN_PORT + port_offset}",
+        # Beside the run directory, i.e. where `scalelab experiment` run from the same folder writes them.
+        "DASHBOARD_RESULTS_DIR": str(Path(run_dir).resolve().parent / "results"),
     }
     return InstanceSpec("dashboard", "dashboard", port, env=env, command=[python, "-m", "dashboard"])

@@ -199,3 +199,19 @@ def test_without_prometheus_the_page_says_so_and_draws_from_the_services(control
     finally:
         control.press("start", "prometheus")
         control.page.locator("#prometheus-down").wait_for(state="detached", timeout=20_000)
+
+
+def test_an_experiment_runs_from_the_page_and_its_report_opens(control: ControlPage, healthy_stack: Stack) -> None:
+    control.page.select_option("#experiment-name", "load-balancing")
+    control.page.click("#experiment-run")
+    # The progress indicator: the bar and the experiment's own message while it runs.
+    control.wait_for(
+        lambda: "load-balancing:" in control.page.locator("#experiment-message").text_content(),
+        30,
+        "the experiment's progress",
+    )
+    row = control.page.locator("#experiment-reports tr[data-experiment='load-balancing']").first
+    row.wait_for(timeout=90_000)
+    assert "passed" in row.text_content()
+    report = control.page.request.get(healthy_stack.url("dashboard") + row.locator("a").get_attribute("href"))
+    assert report.status == 200 and "Experiment: load-balancing" in report.text()

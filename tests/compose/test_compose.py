@@ -168,3 +168,18 @@ def test_scalelab_add_puts_a_new_microservice_container_in_rotation(
 
     wait_for(four_services, timeout=30)
     assert cli(["--run-dir", str(tmp_path), "kill", "microservice-4"]) == 0
+
+
+def test_scalelab_experiment_runs_inside_the_compose_network(
+    compose_stack: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SCALELAB_ORCHESTRATOR", "auto")  # as a user types it: the CLI finds the stack
+    before = set((REPO / "results").glob("*-failover"))
+    code = cli(["--run-dir", str(tmp_path), "experiment", "failover"])
+    out = capsys.readouterr().out
+    assert code == 0, out[-3000:]
+    assert "inside the compose network" in out and "passed  detection_seconds" in out
+    reports = set((REPO / "results").glob("*-failover")) - before
+    assert len(reports) == 1 and (reports.pop() / "report.html").exists()
+    states = {info.name: info.state for info in DockerOrchestrator().instances()}
+    assert states["gateway-2"] == states["microservice-2"] == "running"  # the experiment put them back

@@ -98,7 +98,8 @@ def test_only_the_dashboard_gets_the_docker_socket_and_runs_as_root_saying_why()
         name for name, service in services.items() if any("docker.sock" in v for v in service.get("volumes", []))
     }
     assert with_socket == {"dashboard"}
-    assert services["dashboard"]["volumes"] == ["/var/run/docker.sock:/var/run/docker.sock"]
+    # The socket, and ./results for the reports of the experiments it runs.
+    assert services["dashboard"]["volumes"] == ["/var/run/docker.sock:/var/run/docker.sock", "./results:/app/results"]
     assert {name for name, service in services.items() if "user" in service} == {"dashboard"}
     assert services["dashboard"]["user"] == "root"
     text = COMPOSE_FILE.read_text()

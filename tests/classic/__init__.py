@@ -1,0 +1,1 @@
+"""The classic lab's three test scripts, kept with their command lines as thin entry points to the experiments."""
