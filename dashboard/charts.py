@@ -13,6 +13,7 @@ __all__ = ["CHARTS", "Chart", "build_figure"]
 
 MARKER_COLOURS = {"ok": "#6c757d", "pending": "#0d6efd", "failed": "#dc3545"}
 DOWN_ACTIONS = ("kill", "pause", "remove")
+LABELLED_ACTIONS = 3
 GRID = "#e5e5e5"
 
 
@@ -67,13 +68,11 @@ def build_figure(chart: Chart, samples: Sequence[Sample], actions: Sequence[Acti
             if chart.stacked:
                 trace["stackgroup"] = "one"
             traces.append(trace)
+    shown = [action for action in actions if samples and action.time >= samples[0].time]
     shapes, notes = [], []
-    start = samples[0].time if samples else None
-    for action in actions:
-        if start is None or action.time < start:
-            continue
+    for action in shown:
         colour = MARKER_COLOURS[action.outcome]
-        at = action.time * 1000
+        at = round(action.time * 1000)
         dash = "solid" if action.kind in DOWN_ACTIONS else "dot"
         shapes.append(
             {
@@ -87,9 +86,12 @@ def build_figure(chart: Chart, samples: Sequence[Sample], actions: Sequence[Acti
                 "line": {"color": colour, "width": 1, "dash": dash},
             }
         )
+    # Written labels cost the browser far more to draw than lines do, so only the newest presses
+    # get one; every press has a marker at the top whose hover shows its label.
+    for action in shown[-LABELLED_ACTIONS:]:
         notes.append(
             {
-                "x": at,
+                "x": round(action.time * 1000),
                 "xref": "x",
                 "y": 1,
                 "yref": "paper",
@@ -98,7 +100,26 @@ def build_figure(chart: Chart, samples: Sequence[Sample], actions: Sequence[Acti
                 "textangle": -90,
                 "xanchor": "right",
                 "yanchor": "top",
-                "font": {"size": 10, "color": colour},
+                "font": {"size": 10, "color": MARKER_COLOURS[action.outcome]},
+            }
+        )
+    if shown:
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": "presses",
+                "yaxis": "y2",
+                "showlegend": False,
+                "x": [round(action.time * 1000) for action in shown],
+                "y": [1] * len(shown),
+                "marker": {
+                    "symbol": "triangle-down",
+                    "size": 9,
+                    "color": [MARKER_COLOURS[action.outcome] for action in shown],
+                },
+                "hovertext": [action.label for action in shown],
+                "hoverinfo": "text",
             }
         )
     layout = {
@@ -106,6 +127,8 @@ def build_figure(chart: Chart, samples: Sequence[Sample], actions: Sequence[Acti
         "margin": {"l": 50, "r": 10, "t": 36, "b": 30},
         "height": 260,
         "yaxis": {"title": {"text": chart.unit}, "rangemode": "tozero", "gridcolor": GRID, "zeroline": False},
+        # The press markers' own scale: 0 to 1 over the plot's height, drawn over the data.
+        "yaxis2": {"overlaying": "y", "range": [0, 1.02], "visible": False, "fixedrange": True},
         "xaxis": {"type": "date", "gridcolor": GRID},
         "legend": {"orientation": "h", "y": -0.15},
         "uirevision": chart.id,  # keep the user's zoom across refreshes

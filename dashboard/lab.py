@@ -40,6 +40,7 @@ GRAFANA_PROBE_SECONDS = 10.0
 ACTION_WORKERS = 4
 REFRESH_TIMINGS_KEPT = 600
 KNOBS_REFRESH_SECONDS = 3.0
+RESULTS_REFRESH_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class Lab:
         self._grafana_checked = 0.0
         self._knobs_read = 0.0
         self.experiment = ExperimentRun()
+        self._results_read: tuple[float, list[dict[str, Any]]] = (-RESULTS_REFRESH_SECONDS, [])
         self._experiment_lock = threading.Lock()
         # How long the page's chart callback took, for the figure in the docs and the page's footer.
         self.refresh_timings: deque[float] = deque(maxlen=REFRESH_TIMINGS_KEPT)
@@ -268,9 +270,21 @@ class Lab:
                 getattr(orchestrator, kind)(name)
             else:
                 getattr(orchestrator, kind)(name)
-            return f"{name} {'is ' + orchestrator.get(name).state}"
+            info = orchestrator.get(name)
+            self._show_now(name, info.state)
+            return f"{name} is {info.state}"
 
         return self._submit(kind, name, work)
+
+    def _show_now(self, name: str, process: str) -> None:
+        """Put an instance's new process state on its tile at once, ahead of the next full sample."""
+        state = {"stopped": "down", "paused": "paused"}.get(process)
+        tiles = self.status.tiles
+        if state is not None and any(tile.name == name for tile in tiles):
+            self.status = replace(
+                self.status,
+                tiles=[replace(t, state=state, process=process) if t.name == name else t for t in tiles],
+            )
 
     def scale(self, service: str, direction: str) -> Action:
         """Add (``out``) or remove (``in``) one instance of a gateway or microservice, in the background."""
@@ -332,10 +346,13 @@ class Lab:
         return list_experiments()
 
     def experiment_results(self) -> list[dict[str, Any]]:
-        """Return the summaries of the reports in the results directory, newest first."""
+        """Return the summaries of the reports in the results directory, newest first (read every few seconds)."""
         from .experiments import list_results
 
-        return list_results(self.config.results_dir)
+        now = time.monotonic()
+        if self.experiment.running or now - self._results_read[0] >= RESULTS_REFRESH_SECONDS:
+            self._results_read = (now, list_results(self.config.results_dir))
+        return self._results_read[1]
 
     def run_experiment(self, name: str) -> Action:
         """Run a built-in experiment against this stack in the background (one at a time)."""

@@ -90,6 +90,16 @@ def test_each_action_in_the_window_gets_a_vertical_line_and_a_label():
     assert [shape["line"]["dash"] for shape in shapes] == ["solid", "dot"]
 
 
+def test_every_press_gets_a_line_and_a_hover_marker_but_only_the_newest_a_written_label():
+    presses = [action(T0 + n, "kill", f"gateway-{n}", ident=n) for n in range(1, 7)]
+    figure = build_figure(CHART["throughput"], samples({"rps": 1.0}, count=10), presses)
+    assert len(figure["layout"]["shapes"]) == 6
+    assert [note["text"] for note in figure["layout"]["annotations"]] == [f"kill gateway-{n}" for n in (4, 5, 6)]
+    markers = next(trace for trace in figure["data"] if trace["name"] == "presses")
+    assert markers["hovertext"] == [f"kill gateway-{n}" for n in range(1, 7)]
+    assert markers["yaxis"] == "y2" and figure["layout"]["yaxis2"]["overlaying"] == "y"
+
+
 def test_actions_before_the_first_sample_are_not_drawn():
     figure = build_figure(CHART["throughput"], samples({"rps": 1.0}), [action(T0 - 0.5), action(T0, ident=2)])
     assert [shape["x0"] for shape in figure["layout"]["shapes"]] == [T0 * 1000]
@@ -123,7 +133,8 @@ def test_an_hour_of_every_chart_builds_well_within_one_refresh():
     figures = [build_figure(chart, hour, actions) for chart in CHARTS]
     took = time.perf_counter() - began
     assert took < 0.5, f"building {len(CHARTS)} charts over an hour took {took:.3f} s"
-    assert sum(len(figure["data"]) for figure in figures) == len(keys)
+    data_traces = [trace for figure in figures for trace in figure["data"] if trace["name"] != "presses"]
+    assert len(data_traces) == len(keys)
     assert all(len(figure["layout"]["shapes"]) == 60 for figure in figures)
 
 
