@@ -1,7 +1,9 @@
-"""Helpers the unit tests share: a clock the test moves by hand, and a deadline poll."""
+"""Helpers the unit tests share: a clock the test moves by hand, a deadline poll, a server on a spare port."""
 
 from __future__ import annotations
 
+import socketserver
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,3 +34,21 @@ def wait_for(condition: Callable[[], Any], timeout: float = 5.0, what: str = "co
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.005)
+
+
+class InThread:
+    """Run a socketserver server (bound to 127.0.0.1 port 0) in a background thread until :meth:`stop`."""
+
+    def __init__(self, server: socketserver.BaseServer) -> None:
+        self.server = server
+        self.port: int = server.server_address[1]  # type: ignore[index]
+        self.url = f"http://127.0.0.1:{self.port}"
+        # A short poll interval keeps shutdown() quick.
+        self.thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket."""
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)

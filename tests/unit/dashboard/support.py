@@ -5,12 +5,13 @@ from __future__ import annotations
 import http.server
 import json
 import socket
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from services.orchestrator.base import InstanceInfo
+
+from ..support import InThread
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Seen:
         return {key: values[0] for key, values in parse_qs(self.body.decode()).items()}
 
 
-class CannedServer:
+class CannedServer(InThread):
     """A real HTTP server on 127.0.0.1 (port 0): answers set replies (404 otherwise) and records each request."""
 
     def __init__(self) -> None:
@@ -62,12 +63,9 @@ class CannedServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_port
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True)
-        self.thread.start()
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        super().__init__(server)
 
     def json(self, method: str, path: str, payload: Any, status: int = 200) -> None:
         """Answer ``method path`` with ``payload`` as JSON."""
@@ -80,12 +78,6 @@ class CannedServer:
     def paths(self) -> list[str]:
         """Return the paths requested so far, in order."""
         return [seen.path for seen in self.seen]
-
-    def stop(self) -> None:
-        """Stop serving and close the listening socket."""
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
 
 
 def closed_port() -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -16,7 +15,7 @@ from services.gateway.cache_aside import cache_key
 from services.kit.config import ConfigError
 from services.microservice.app import create_app as create_microservice
 
-from ..support import wait_for
+from ..support import InThread, wait_for
 
 SECRET = "g" * 48
 ADMIN = {"X-Admin-Token": "t"}
@@ -29,21 +28,12 @@ def closed_url() -> str:
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-class Served:
+class Served(InThread):
     """A Flask app served by Werkzeug's threaded server on 127.0.0.1 and an ephemeral port."""
 
     def __init__(self, app) -> None:
         self.app = app
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        # A short poll interval keeps shutdown() quick.
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        super().__init__(make_server("127.0.0.1", 0, app, threaded=True))
 
 
 @pytest.fixture

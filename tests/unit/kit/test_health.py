@@ -11,7 +11,7 @@ import pytest
 from services.kit.health import HealthChecker, HealthPolicy, HealthState, http_probe
 from services.kit.pool import NoHealthyBackend, Pool
 
-from ..support import wait_for
+from ..support import InThread, wait_for
 
 # ------------------------------------------------------------------ HealthState
 
@@ -201,13 +201,9 @@ class _Health(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def health_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    served = InThread(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health))
+    yield served.server
+    served.stop()
 
 
 def test_http_probe_passes_on_200_and_fails_otherwise(health_server):

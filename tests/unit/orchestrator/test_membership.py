@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.server
 import json
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -13,8 +12,10 @@ import pytest
 from services.orchestrator.base import OrchestratorError
 from services.orchestrator.membership import announce, main, withdraw
 
+from ..support import InThread
 
-class Peer:
+
+class Peer(InThread):
     """A stand-in gateway or balancer: answers every request with a set status and records it."""
 
     def __init__(self, status: int) -> None:
@@ -38,15 +39,7 @@ class Peer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        super().__init__(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler))
 
 
 @pytest.fixture
