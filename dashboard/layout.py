@@ -72,28 +72,22 @@ def tile_card(tile: Tile) -> html.Div:
     return html.Div(card, **{"data-instance": tile.name})
 
 
+def _scale_button(service: str, direction: str) -> dbc.Button:
+    text, margin = ("+ add", "me-1") if direction == "out" else ("- remove", "me-3")
+    return dbc.Button(
+        text,
+        id={"type": "scale", "service": service, "direction": direction},
+        size="sm",
+        color="primary",
+        outline=True,
+        className=margin,
+    )
+
+
 def _topology() -> dbc.Card:
     scale = [
         html.Span(
-            [
-                html.Span(f"{service}s:", className="me-1"),
-                dbc.Button(
-                    "+ add",
-                    id={"type": "scale", "service": service, "direction": "out"},
-                    size="sm",
-                    color="primary",
-                    outline=True,
-                    className="me-1",
-                ),
-                dbc.Button(
-                    "- remove",
-                    id={"type": "scale", "service": service, "direction": "in"},
-                    size="sm",
-                    color="primary",
-                    outline=True,
-                    className="me-3",
-                ),
-            ]
+            [html.Span(f"{service}s:", className="me-1"), _scale_button(service, "out"), _scale_button(service, "in")]
         )
         for service in ("gateway", "microservice")
     ]

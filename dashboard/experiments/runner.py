@@ -199,6 +199,21 @@ def _action_checks(outcomes: list[VariantOutcome]) -> list[CheckResult]:
     ]
 
 
+@dataclass
+class _VariantRun:
+    """One variant being run: what it runs, against what, and where its outcome goes."""
+
+    experiment: Experiment
+    variant: Variant
+    index: int
+    target: Target
+    executor: Executor | None
+    progress: _Progress
+    cancel: threading.Event
+    work: Path
+    outcome: VariantOutcome
+
+
 def _run_variant(
     experiment: Experiment,
     variant: Variant,
@@ -210,6 +225,7 @@ def _run_variant(
     work: Path,
 ) -> VariantOutcome:
     outcome = VariantOutcome(variant.name, namespace=secrets.token_hex(4))
+    run = _VariantRun(experiment, variant, index, target, executor, progress, cancel, work, outcome)
     stack = target.stack
     setup = (*variant.setup, *experiment.setup)
     if setup and executor is not None and stack is not None:
@@ -227,7 +243,7 @@ def _run_variant(
     if watcher is not None:
         watcher.start()
     try:
-        _drive(experiment, variant, index, target, executor, progress, cancel, work, outcome)
+        _drive(run)
     finally:
         if watcher is not None:
             time.sleep(WATCH_AFTER_SECONDS)
@@ -242,18 +258,10 @@ def _run_variant(
     return outcome
 
 
-def _drive(
-    experiment: Experiment,
-    variant: Variant,
-    index: int,
-    target: Target,
-    executor: Executor | None,
-    progress: _Progress,
-    cancel: threading.Event,
-    work: Path,
-    outcome: VariantOutcome,
-) -> None:
+def _drive(run: _VariantRun) -> None:
     """Run the driver process for one variant, the timeline beside it; fill in the records and actions."""
+    experiment, variant, index, outcome = run.experiment, run.variant, run.index, run.outcome
+    target, executor, progress, cancel, work = run.target, run.executor, run.progress, run.cancel, run.work
     plan_path, records_path, log_path = (
         work / f"{kind}-{index}.{ext}" for kind, ext in (("plan", "json"), ("records", "csv"), ("driver", "log"))
     )
