@@ -1,19 +1,28 @@
 # ScaleLab: `make run` starts the stack, `make test` runs every check. Both set themselves up.
 
-# Debian's python3 is built with optimisations (PGO/LTO) and serves requests markedly faster
-# than an unoptimised build; use it when the machine has it.
-PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
+# A Python >= 3.11. Debian's /usr/bin/python3 is built with optimisations (PGO/LTO) and serves
+# requests markedly faster than an unoptimised build, so it comes first when it is new enough.
+NEED_PYTHON := 3.11
+PYTHON ?= $(shell for p in /usr/bin/python3 python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	&& { command -v $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
+CONSTRAINTS := .ci/constraints.txt
 
-.PHONY: run test lint bench down clean
+.PHONY: run test lint bench down lock clean python
 
-$(BIN)/activate:
+python:
+	@test -n "$(PYTHON)" && $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+		echo "ScaleLab needs Python >= $(NEED_PYTHON): put python3.11 or newer on PATH, or run make PYTHON=/path/to/python3.11"; \
+		exit 1; }
+
+$(BIN)/activate: | python
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml $(BIN)/activate
-	$(BIN)/pip install --quiet -e '.[test]'
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) $(BIN)/activate
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[test]'
 	touch $@
 
 run: $(VENV)/.installed  ## install, then start the whole stack until Ctrl-C
@@ -26,11 +35,22 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint  ## install, lint, then unit and integration tests against real processes
+test: lint  ## install, lint, then unit, integration, browser and compose tests against real processes
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed  ## cache-hit /data through the balancer vs nginx (needs wrk and nginx)
 	$(BIN)/python -m tests.benchmarks.data_path
 
+lock: python  ## re-resolve every dependency into .ci/constraints.txt (then commit it)
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet '.[test]'
+	{ echo "# Every package CI and the images install, pinned: pip install -c $(CONSTRAINTS) ..."; \
+	  echo "# Refresh with \`make lock\` (a fresh venv, pip install '.[test]', pip freeze)."; \
+	  .lock-venv/bin/pip freeze --exclude-editable | grep -iv '^scalelab=='; } > $(CONSTRAINTS)
+	rm -rf .lock-venv
+	@echo "wrote $(CONSTRAINTS)"
+
 clean:
-	rm -rf $(VENV) .scalelab *.egg-info
+	rm -rf $(VENV) .scalelab *.egg-info build

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import sys
 
+from dashboard.config import DashboardConfig
 from services.kit.config import ConfigError, load_config
 from services.kit.server import serve_wsgi
 from services.kit.settings import ServiceSettings
-
-from .config import DashboardConfig
 
 
 def main() -> int:

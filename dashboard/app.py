@@ -6,10 +6,9 @@ against any stack.
 
 from __future__ import annotations
 
-import base64
 import hmac
-import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,14 @@ from flask import Response, jsonify, request, send_from_directory
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from dashboard.callbacks import register
+from dashboard.config import DashboardConfig
+from dashboard.lab import Lab
+from dashboard.layout import page
+from scalelab.orchestrators import find_orchestrator
+from scalelab.orchestrators.base import Orchestrator, OrchestratorError
+from scalelab.paths import find_run_dir
 from services.kit.config import load_config
-from services.orchestrator.base import Orchestrator, OrchestratorError
-from services.orchestrator.local import LocalOrchestrator
-
-from .callbacks import register
-from .config import DashboardConfig
-from .lab import Lab
-from .layout import page
 
 __all__ = ["ASSETS", "PASSWORD_USER", "admin_token_source", "create_app", "orchestrator_for", "serve"]
 
@@ -36,42 +35,33 @@ PASSWORD_USER = "scalelab"
 OPEN_PATHS = ("/health", "/metrics")
 
 
-def orchestrator_for(config: DashboardConfig, environ: dict[str, str] | None = None) -> Orchestrator:
-    """Return the orchestrator of the stack the app controls (SCALELAB_ORCHESTRATOR=local or docker)."""
-    mode = (environ if environ is not None else os.environ).get("SCALELAB_ORCHESTRATOR", "local")
-    if mode == "docker":
-        from services.orchestrator.docker import DockerOrchestrator
-
-        return DockerOrchestrator(in_network=config.docker_in_network)
-    if mode != "local":
-        raise ValueError(f"SCALELAB_ORCHESTRATOR must be local or docker for the control app, not {mode!r}")
-    return LocalOrchestrator(config.run_dir)
+def orchestrator_for(config: DashboardConfig, environ: Mapping[str, str] | None = None) -> Orchestrator:
+    """Return the orchestrator of the stack the app controls (SCALELAB_ORCHESTRATOR=auto, local or docker),
+    as the CLI finds it."""
+    return find_orchestrator(find_run_dir(config.run_dir or None, environ=environ), environ, config.docker_in_network)
 
 
 def admin_token_source(config: DashboardConfig, orchestrator: Orchestrator) -> Any:
-    """Return a function giving the admin token: from the configuration, else the local stack's state."""
+    """Return a function giving the admin token: from the configuration, else the one the stack keeps."""
 
     def token() -> str:
-        if config.admin_token:
-            return config.admin_token
-        secrets = orchestrator.secrets() if isinstance(orchestrator, LocalOrchestrator) else None
-        if secrets is None:
+        found = config.admin_token or orchestrator.admin_token()
+        if not found:
             raise OrchestratorError(
-                f"no admin token: set SCALELAB_ADMIN_TOKEN or start the stack with `scalelab up` in {config.run_dir}"
+                "no admin token: set SCALELAB_ADMIN_TOKEN or start the stack with `scalelab up` "
+                f"(the page reads the stack {orchestrator.where or 'it controls'})"
             )
-        return secrets.admin_token
+        return found
 
     return token
 
 
 def _authorised(config: DashboardConfig) -> bool:
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Basic "):
+    # Werkzeug parses the Basic credentials; anything else (or nothing) is no login.
+    credentials = request.authorization
+    if credentials is None or credentials.type != "basic":
         return False
-    try:
-        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-    except ValueError:
-        return False
+    user, password = credentials.username or "", credentials.password or ""
     # Bytes: compare_digest refuses non-ASCII str, and a password may be any text.
     same_user = hmac.compare_digest(user.encode(), PASSWORD_USER.encode())
     return same_user & hmac.compare_digest(password.encode(), config.password.encode())

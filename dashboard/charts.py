@@ -6,8 +6,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .actions import Action
-from .history import History, Sample
+from dashboard.actionlog import Action
+from dashboard.history import History, Sample
+from dashboard.sources import POOLS, split_prefix
 
 __all__ = ["CHARTS", "Chart", "build_figure"]
 
@@ -39,8 +40,11 @@ CHARTS = (
         names={"rps": "requests/s", "errors": "5xx/s at the balancer", "failed": "failed/s at the clients"}.get,
     ),
     Chart("latency", "Latency at the balancer", ("p50", "p95", "p99"), "ms", scale=1000),
-    Chart("split-gateways", "Requests by gateway", ("split.gateways.",), "req/s", stacked=True),
-    Chart("split-microservices", "Requests by microservice", ("split.microservices.",), "req/s", stacked=True),
+    # One per pool of the catalog (split-gateways, split-microservices): who was sent how much.
+    *(
+        Chart(f"split-{pool.label}", f"Requests by {svc.name}", (split_prefix(pool),), "req/s", stacked=True)
+        for svc, pool in POOLS
+    ),
     Chart("cache", "Cache hit ratio (gateways' /data lookups)", ("cache.hit_ratio",), "%", scale=100),
     Chart("database", "Database queries", ("db.qps",), "queries/s"),
     Chart("queue", "Worker queue depth", ("worker.queue",), "tasks"),

@@ -24,7 +24,9 @@ class DashboardConfig:
     password: str = setting(
         "", "DASHBOARD_PASSWORD", "Password (user `scalelab`) required when DASHBOARD_HOST is not loopback."
     )
-    run_dir: str = setting(".scalelab", "DASHBOARD_RUN_DIR", "Run directory of a local stack (its state.json).")
+    run_dir: str = setting(
+        "", "DASHBOARD_RUN_DIR", "Run directory of a local stack (empty: found as `scalelab` finds it)."
+    )
     docker_in_network: bool = setting(
         False, "DASHBOARD_DOCKER_IN_NETWORK", "The app runs inside the compose network: reach instances by name."
     )

@@ -19,23 +19,22 @@ from typing import Any
 import requests
 from prometheus_client import CollectorRegistry
 
-from services.orchestrator.base import InstanceInfo, Orchestrator, OrchestratorError
-from services.orchestrator.topology import service_of
-
-from .actions import Action, ActionLog
-from .config import DashboardConfig
-from .failover import FailoverTracker
-from .history import History, Sample
-from .loadengine import LoadEngine, LoadEngineError, LoadPlan
-from .sources import DirectSource, PrometheusSource, SourceUnavailable
-from .stack import BALANCING, ServiceError, StackClient, Tile
+from dashboard.actionlog import Action, ActionLog
+from dashboard.config import DashboardConfig
+from dashboard.history import History, Sample
+from dashboard.sources import DirectSource, PrometheusSource, SourceUnavailable
+from scalelab import actions, catalog
+from scalelab.catalog import service_of
+from scalelab.failover import FailoverTracker, detection_bound
+from scalelab.load.engine import LoadEngine, LoadEngineError, LoadPlan
+from scalelab.orchestrators.base import InstanceInfo, Orchestrator, OrchestratorError
+from scalelab.stack import ServiceError, StackClient, Tile
 
 __all__ = ["INSTANCE_ACTIONS", "KNOBS", "ExperimentRun", "Knob", "Lab", "LabStatus"]
 
 log = logging.getLogger(__name__)
 
 INSTANCE_ACTIONS = ("kill", "pause", "resume", "start")
-SCALABLE = ("gateway", "microservice")
 GRAFANA_PROBE_SECONDS = 10.0
 ACTION_WORKERS = 4
 REFRESH_TIMINGS_KEPT = 600
@@ -45,28 +44,41 @@ RESULTS_REFRESH_SECONDS = 3.0
 
 @dataclass(frozen=True)
 class Knob:
-    """A control on the page and the service knob it sets."""
+    """A control on the page and the service knob (from the catalog) it sets."""
 
     key: str  # the page's id for it
-    label: str
-    service: str  # every instance of this service gets the value, unless one is named
-    knob: str
+    service: str  # every instance of this service gets the value, unless the knob is per instance
+    spec: catalog.Knob
+
+    @property
+    def knob(self) -> str:
+        """Return the knob's name on the service's control route."""
+        return self.spec.name
+
+    @property
+    def label(self) -> str:
+        """Return the label the page shows, with its unit."""
+        unit = f" ({self.spec.unit})" if self.spec.unit and self.spec.unit != "share" else ""
+        limits = " (0-1)" if self.spec.unit == "share" else ""
+        return f"{self.spec.label}{unit}{limits}"
 
 
-KNOBS = {
-    knob.key: knob
-    for knob in (
-        Knob("cache_enabled", "Cache", "gateway", "cache_enabled"),
-        Knob("cache_ttl", "Cache TTL (s)", "gateway", "cache_ttl_seconds"),
-        Knob("coalescing", "Request coalescing", "gateway", "coalescing"),
-        Knob("lb_algorithm", "Gateway balancing", "load-balancer", "algorithm"),
-        Knob("ms_algorithm", "Microservice balancing", "gateway", "algorithm"),
-        Knob("db_latency", "Database latency (ms)", "database", "latency_ms"),
-        Knob("db_error_rate", "Database error rate (0-1)", "database", "error_rate"),
-        Knob("ms_latency", "  its extra latency (ms)", "microservice", "extra_latency_ms"),
-        Knob("ms_error_rate", "  its error rate (0-1)", "microservice", "error_rate"),
-    )
-}
+def knob_key(service: str, knob: str) -> str:
+    """Return the page's id for a service's knob (Dash ids may not contain dots)."""
+    return f"{service}__{knob}"
+
+
+def page_knobs() -> dict[str, Knob]:
+    """Return the knobs the page shows, from the catalog, in its order."""
+    return {
+        knob_key(svc.name, spec.name): Knob(knob_key(svc.name, spec.name), svc.name, spec)
+        for svc in catalog.lab_services()
+        for spec in svc.knobs
+        if spec.on_page
+    }
+
+
+KNOBS = page_knobs()
 
 
 @dataclass(frozen=True)
@@ -173,10 +185,11 @@ class Lab:
         status = LabStatus(time=now, tiles=self.stack.tiles(instances, pools))
         for owner, pool in pools.items():
             checks = pool.get("health_check", {})
-            balanced = next((s for s, (holder, _) in BALANCING.items() if holder == service_of(owner)), None)
+            balanced = next(
+                (svc.name for svc, pool in catalog.pool_holders() if pool.holder == service_of(owner)), None
+            )
             if balanced and checks:
-                bound = checks["fall"] * (checks["interval_seconds"] + checks["timeout_seconds"])
-                status.detection_bounds[balanced] = round(bound, 3)
+                status.detection_bounds[balanced] = detection_bound(checks)
         try:
             values = self.prometheus.read()
             status.source = "prometheus"
@@ -258,21 +271,20 @@ class Lab:
         if kind not in INSTANCE_ACTIONS:
             raise ValueError(f"unknown action {kind!r}; use one of {', '.join(INSTANCE_ACTIONS)}")
         orchestrator = self.stack.orchestrator
+        action = actions.parse(kind, name)
 
         def work(_action: Action) -> str:
             # The clock is read right before the signal: detection is timed from the event itself.
             started = time.time()
-            if kind in ("kill", "pause") and self.failovers.tracks(name):
-                getattr(orchestrator, kind)(name)
-                self.failovers.on_down(name, kind, started)
-            elif kind in ("start", "resume") and self.failovers.tracks(name):
+            tracked = self.failovers.tracks(name)
+            if tracked and kind in ("start", "resume"):
                 self.failovers.on_up(name, kind, started)
-                getattr(orchestrator, kind)(name)
-            else:
-                getattr(orchestrator, kind)(name)
-            info = orchestrator.get(name)
+            done = actions.perform(action, orchestrator)
+            if tracked and kind in ("kill", "pause"):
+                self.failovers.on_down(name, kind, started)
+            info = done.instances[0]
             self._show_now(name, info.state)
-            return f"{name} is {info.state}"
+            return done.message
 
         return self._submit(kind, name, work)
 
@@ -288,21 +300,21 @@ class Lab:
 
     def scale(self, service: str, direction: str) -> Action:
         """Add (``out``) or remove (``in``) one instance of a gateway or microservice, in the background."""
-        if service not in SCALABLE or direction not in ("out", "in"):
-            raise ValueError(f"scale out or in a gateway or microservice, not {direction!r} {service!r}")
+        scalable = catalog.scalable()
+        if service not in scalable or direction not in ("out", "in"):
+            raise ValueError(f"scale out or in one of {', '.join(scalable)}, not {direction!r} {service!r}")
         orchestrator = self.stack.orchestrator
 
-        def work(action: Action) -> str:
+        def work(_action: Action) -> str:
             if direction == "out":
-                return f"added {orchestrator.add(service).name}"
+                return actions.perform(actions.Add(service), orchestrator).message
             names = sorted(
                 (i.name for i in orchestrator.instances() if i.service == service),
                 key=lambda n: int(n.rpartition("-")[2]),
             )
             if len(names) < 2:
                 raise OrchestratorError(f"only {len(names)} {service} instance(s) left: scaling in would leave none")
-            orchestrator.remove(names[-1])  # type: ignore[attr-defined]
-            return f"removed {names[-1]}"
+            return actions.perform(actions.Remove(names[-1]), orchestrator).message
 
         return self._submit("add" if direction == "out" else "remove", service, work)
 
@@ -315,16 +327,8 @@ class Lab:
             raise ValueError(f"{knob.label} is a {knob.service} setting; {instance} is not a {knob.service}")
 
         def work(_action: Action) -> str:
-            targets = [
-                info
-                for info in self.stack.instances()
-                if info.service == knob.service and info.state == "running" and instance in (None, info.name)
-            ]
-            if not targets:
-                raise ServiceError(f"no running {instance or knob.service} to set {knob.knob} on")
-            for info in targets:
-                self.stack.call(info, "PUT", "/control", {knob.knob: value})
-            return f"{knob.knob}={value} on {', '.join(info.name for info in targets)}"
+            change = actions.SetKnobs(instance or knob.service, {knob.knob: value})
+            return actions.perform(change, self.stack.orchestrator, self.stack).message
 
         return self._submit("knob", instance or knob.service, work, detail=f"{knob.knob}={value}")
 
@@ -341,13 +345,13 @@ class Lab:
     # ---------------------------------------------------------------- experiments
     def experiments(self) -> list[tuple[str, str]]:
         """Return (name, description) of every built-in experiment."""
-        from .experiments import list_experiments
+        from scalelab.experiments import list_experiments
 
         return list_experiments()
 
     def experiment_results(self) -> list[dict[str, Any]]:
         """Return the summaries of the reports in the results directory, newest first (read every few seconds)."""
-        from .experiments import list_results
+        from scalelab.experiments import list_results
 
         now = time.monotonic()
         if self.experiment.running or now - self._results_read[0] >= RESULTS_REFRESH_SECONDS:
@@ -356,8 +360,10 @@ class Lab:
 
     def run_experiment(self, name: str) -> Action:
         """Run a built-in experiment against this stack in the background (one at a time)."""
-        from .experiments import Target, load_experiment, run_experiment
+        from scalelab.experiments import Target, builtin_names, load_experiment, run_experiment
 
+        if name not in builtin_names():  # the page offers the built-in ones only, never a path
+            raise ValueError(f"no built-in experiment named {name!r}")
         with self._experiment_lock:
             if self.experiment.running:
                 raise ValueError(f"{self.experiment.name} is still running; wait for it to finish")

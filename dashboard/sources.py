@@ -3,9 +3,10 @@
 Both sources return the same series keys, so the charts do not care which one is in use:
 
 ``rps``, ``errors`` (5xx at the balancer), ``failed`` (failures the load generator saw),
-``p50``/``p95``/``p99`` (seconds, at the balancer), ``split.gateways.<name>`` and
-``split.microservices.<name>`` (requests/s each instance was sent), ``cache.hit_ratio`` (share
-of the gateways' /data lookups answered by the cache), ``db.qps`` and ``worker.queue``.
+``p50``/``p95``/``p99`` (seconds, at the balancer), ``split.<pool>.<name>`` for each pool of the
+catalog (``split.gateways.gateway-1``, ``split.microservices.microservice-3``: requests/s each
+instance was sent), ``cache.hit_ratio`` (share of the gateways' /data lookups answered by the
+cache), ``db.qps`` and ``worker.queue``.
 """
 
 from __future__ import annotations
@@ -16,15 +17,47 @@ from collections.abc import Callable
 
 import requests
 
-from services.orchestrator.base import InstanceInfo
+from scalelab import catalog
+from scalelab.catalog import service_of
+from scalelab.orchestrators.base import InstanceInfo
+from scalelab.stack import ServiceError, StackClient
 
-from .stack import ServiceError, StackClient
+__all__ = [
+    "POOLS",
+    "QUERIES",
+    "DirectSource",
+    "PrometheusSource",
+    "SourceUnavailable",
+    "histogram_quantile",
+    "scraped_services",
+    "split_prefix",
+]
 
-__all__ = ["QUERIES", "DirectSource", "PrometheusSource", "SourceUnavailable", "histogram_quantile"]
+# Where clients come in: its proxied requests are the stack's traffic, errors and latency.
+ENTRY = catalog.entry().name
+PROXIED = f'service="{ENTRY}",route="proxy"'
+# Every pool with its balanced service, in the order a request travels (the entry's pool first).
+POOLS: list[tuple[catalog.Service, catalog.Pool]] = list(reversed(list(catalog.pool_holders())))
+
+
+def split_prefix(pool: catalog.Pool) -> str:
+    """Return the key prefix of a pool's requests/s per member (``split.gateways.``; the member's name follows)."""
+    return f"split.{pool.label}."
+
+
+def scraped_services() -> list[str]:
+    """Return the services whose /metrics the direct source reads.
+
+    Every lab service but the pools' leaves (balanced, holding no pool): their requests are
+    counted by the pool that sends them, and they are the ones that scale out to many.
+    """
+    holders = {pool.holder for _svc, pool in catalog.pool_holders()}
+    leaves = {svc.name for svc in catalog.balanced() if svc.name not in holders}
+    return [svc.name for svc in catalog.lab_services() if svc.name not in leaves]
+
 
 # Rates over the last two 1 s scrapes (irate): a chart that refreshes every second should move
 # within a second or two of the change, not smear it over a 10 s window.
-LB = 'service="load-balancer",route="proxy"'
 
 
 def _rate(metric: str, labels: str = "", by: str = "") -> str:
@@ -35,19 +68,23 @@ def _rate(metric: str, labels: str = "", by: str = "") -> str:
 
 
 def _quantile(q: float) -> str:
-    return f"histogram_quantile({q}, sum by (le) (rate(scalelab_http_request_duration_seconds_bucket{{{LB}}}[5s])))"
+    return (
+        f"histogram_quantile({q}, sum by (le) (rate(scalelab_http_request_duration_seconds_bucket{{{PROXIED}}}[5s])))"
+    )
 
 
 QUERIES: dict[str, str] = {
-    "rps": _rate("scalelab_http_requests_total", LB),
-    "errors": _rate("scalelab_http_requests_total", LB + ',status=~"5.."'),
+    "rps": _rate("scalelab_http_requests_total", PROXIED),
+    "errors": _rate("scalelab_http_requests_total", PROXIED + ',status=~"5.."'),
     "failed": _rate("scalelab_loadgen_requests_total", 'status=~"0|5.."'),
     "p50": _quantile(0.5),
     "p95": _quantile(0.95),
     "p99": _quantile(0.99),
     # Keys ending in "." take each series' backend label as their suffix.
-    "split.gateways.": _rate("scalelab_backend_requests_total", 'pool="gateways"', by="backend"),
-    "split.microservices.": _rate("scalelab_backend_requests_total", 'pool="microservices"', by="backend"),
+    **{
+        split_prefix(pool): _rate("scalelab_backend_requests_total", f'pool="{pool.label}"', by="backend")
+        for _svc, pool in POOLS
+    },
     "cache.hit_ratio": (
         _rate("scalelab_gateway_cache_lookups_total", 'result="hit"')
         + " / "
@@ -111,6 +148,10 @@ def _total(metrics: Metrics, name: str, **match: str) -> float:
     return sum(value for (metric, labels), value in metrics.items() if metric == name and _matches(labels, match))
 
 
+def _has(metrics: Metrics, name: str) -> bool:
+    return any(metric == name for metric, _labels in metrics)
+
+
 def _matches(labels: tuple[tuple[str, str], ...], match: dict[str, str]) -> bool:
     have = dict(labels)
     for key, wanted in match.items():
@@ -151,13 +192,10 @@ class DirectSource:
         self.loadgen = loadgen
         self._clock = clock
         self._previous: tuple[float, dict[str, Metrics]] | None = None
+        self._services = set(scraped_services())
 
     def _scrape(self, instances: list[InstanceInfo]) -> dict[str, Metrics]:
-        wanted = [
-            info
-            for info in instances
-            if info.state == "running" and info.service in ("load-balancer", "gateway", "database", "worker")
-        ]
+        wanted = [info for info in instances if info.state == "running" and info.service in self._services]
         loadgen = self.loadgen()
         if loadgen is not None:
             wanted.append(loadgen)
@@ -175,55 +213,60 @@ class DirectSource:
         now = self._clock()
         current = self._scrape(instances)
         previous, self._previous = self._previous, (now, current)
-        if not any(name == "load-balancer" for name in current):
-            raise SourceUnavailable("neither Prometheus nor the load balancer's /metrics answered")
+        entry = [name for name in current if service_of(name) == ENTRY]
+        if not entry:
+            raise SourceUnavailable(f"neither Prometheus nor the {ENTRY.replace('-', ' ')}'s /metrics answered")
         values: dict[str, float] = {}
-        queue = [_total(m, "scalelab_tasks_queue_depth") for n, m in current.items() if n == "worker"]
-        if queue:
-            values["worker.queue"] = queue[0]
+        # Metric names are each service's own, so a gauge is found by name wherever it is exported.
+        queues = [
+            _total(m, "scalelab_tasks_queue_depth") for m in current.values() if _has(m, "scalelab_tasks_queue_depth")
+        ]
+        if queues:
+            values["worker.queue"] = sum(queues)
         if previous is None:
             return values
         elapsed = max(now - previous[0], 1e-3)
 
-        def rate(name: str, instance_prefix: str = "", **match: str) -> float:
+        def rate(name: str, service: str | None = None, **match: str) -> float:
             total = 0.0
             for instance, metrics in current.items():
-                if not instance.startswith(instance_prefix) or instance not in previous[1]:
+                if (service is not None and service_of(instance) != service) or instance not in previous[1]:
                     continue
                 delta = _total(metrics, name, **match) - _total(previous[1][instance], name, **match)
                 total += max(delta, 0.0)  # a restarted instance starts from zero: no negative rates
             return total / elapsed
 
         proxy = {"route": "proxy"}
-        values["rps"] = rate("scalelab_http_requests_total", "load-balancer", **proxy)
-        values["errors"] = rate("scalelab_http_requests_total", "load-balancer", status="5*", **proxy)
-        values["failed"] = rate("scalelab_loadgen_requests_total", "loadgen", status="0") + rate(
-            "scalelab_loadgen_requests_total", "loadgen", status="5*"
+        values["rps"] = rate("scalelab_http_requests_total", ENTRY, **proxy)
+        values["errors"] = rate("scalelab_http_requests_total", ENTRY, status="5*", **proxy)
+        values["failed"] = rate("scalelab_loadgen_requests_total", status="0") + rate(
+            "scalelab_loadgen_requests_total", status="5*"
         )
         buckets: dict[float, float] = {}
-        if "load-balancer" in previous[1]:
-            for (metric, labels), value in current["load-balancer"].items():
+        for instance in (name for name in entry if name in previous[1]):
+            for (metric, labels), value in current[instance].items():
                 if metric == "scalelab_http_request_duration_seconds_bucket" and dict(labels).get("route") == "proxy":
-                    before = previous[1]["load-balancer"].get((metric, labels), 0.0)
-                    buckets[float(dict(labels)["le"])] = max(value - before, 0.0)
+                    before = previous[1][instance].get((metric, labels), 0.0)
+                    bound = float(dict(labels)["le"])
+                    buckets[bound] = buckets.get(bound, 0.0) + max(value - before, 0.0)
         for q in (50, 95, 99):
             quantile = histogram_quantile(q / 100, list(buckets.items()))
             if quantile is not None:
                 values[f"p{q}"] = quantile
-        for pool, holder in (("gateways", "load-balancer"), ("microservices", "gateway")):
+        for _svc, pool in POOLS:
             backends = {
                 dict(labels)["backend"]
                 for instance, metrics in current.items()
-                if instance.startswith(holder)
+                if service_of(instance) == pool.holder
                 for (metric, labels) in metrics
-                if metric == "scalelab_backend_requests_total" and dict(labels).get("pool") == pool
+                if metric == "scalelab_backend_requests_total" and dict(labels).get("pool") == pool.label
             }
             for backend in backends:
-                values[f"split.{pool}.{backend}"] = rate(
-                    "scalelab_backend_requests_total", holder, pool=pool, backend=backend
+                values[split_prefix(pool) + backend] = rate(
+                    "scalelab_backend_requests_total", pool.holder, pool=pool.label, backend=backend
                 )
-        lookups = rate("scalelab_gateway_cache_lookups_total", "gateway")
+        lookups = rate("scalelab_gateway_cache_lookups_total")
         if lookups > 0:
-            values["cache.hit_ratio"] = rate("scalelab_gateway_cache_lookups_total", "gateway", result="hit") / lookups
-        values["db.qps"] = rate("scalelab_db_queries_total", "database")
+            values["cache.hit_ratio"] = rate("scalelab_gateway_cache_lookups_total", result="hit") / lookups
+        values["db.qps"] = rate("scalelab_db_queries_total")
         return values

@@ -1,50 +1,71 @@
-"""Run one service in this process: ``python -m services <service>`` (what the launcher and Docker run)."""
+"""Run one service in this process: ``python -m services PACKAGE`` (what the launcher and Docker run).
+
+A service is a folder of this package: ``config.py`` holds its settings class (a
+:class:`~services.kit.ServiceSettings`) and either ``serve.py`` serves it itself (the balancer,
+on aiohttp) or ``app.py`` has the ``create_app`` a WSGI server runs. Nothing here lists them.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
 import os
+import pkgutil
 import sys
+from pathlib import Path
 
-# service name -> (package, config class) for the Flask services, served by a WSGI server.
-WSGI_SERVICES = {
-    "gateway": ("gateway", "GatewayConfig"),
-    "cache": ("cache", "CacheConfig"),
-    "database": ("database", "DatabaseConfig"),
-    "microservice": ("microservice", "MicroserviceConfig"),
-    "worker": ("worker", "WorkerConfig"),
-}
-SERVICES = ("load-balancer", *WSGI_SERVICES)
+NOT_SERVICES = ("kit",)
 
 
-def config_class_of(service: str) -> type:
-    """Return the settings class of ``service`` (e.g. GatewayConfig for ``gateway``)."""
-    import importlib
+def service_packages() -> list[str]:
+    """Return the service folders of this package (``balancer``, ``cache``, ...)."""
+    here = Path(__file__).resolve().parent
+    return sorted(
+        module.name
+        for module in pkgutil.iter_modules([str(here)])
+        if module.ispkg and module.name not in NOT_SERVICES and (here / module.name / "config.py").is_file()
+    )
 
-    if service == "load-balancer":
-        from .balancer.config import BalancerConfig
 
-        return BalancerConfig
-    package, config_name = WSGI_SERVICES[service]
-    return getattr(importlib.import_module(f".{package}.config", __package__), config_name)
+def config_class_of(package: str) -> type:
+    """Return the settings class of the service in ``services/<package>`` (e.g. GatewayConfig)."""
+    from .kit.settings import ServiceSettings
+
+    module = importlib.import_module(f".{package}.config", __package__)
+    found = [
+        value
+        for value in vars(module).values()
+        if inspect.isclass(value)
+        and issubclass(value, ServiceSettings)
+        and value is not ServiceSettings
+        and value.__module__ == module.__name__
+    ]
+    if len(found) != 1:
+        raise LookupError(f"services/{package}/config.py should define one settings class, found {len(found)}")
+    return found[0]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve the service named in ``argv`` with the environment's settings."""
+    """Serve the service named in ``argv`` (or SCALELAB_SERVICE) with the environment's settings."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv and os.environ.get("SCALELAB_SERVICE"):
         argv = [os.environ["SCALELAB_SERVICE"]]  # containers name their service in the environment
-    if len(argv) != 1 or argv[0] not in SERVICES:
-        print(f"usage: python -m services {{{','.join(SERVICES)}}}", file=sys.stderr)
+    packages = service_packages()
+    if len(argv) != 1 or argv[0] not in packages:
+        print(f"usage: python -m services {{{','.join(packages)}}}", file=sys.stderr)
         return 2
-    service = argv[0]
-    if service == "load-balancer":
-        from .balancer.serve import serve as serve_balancer
-
-        serve_balancer()
+    package = argv[0]
+    if importlib.util.find_spec(f"{__package__}.{package}.serve") is not None:
+        importlib.import_module(f".{package}.serve", __package__).serve()
         return 0
-    from .kit.config import load_config
+    from .kit.config import ConfigError, load_config
 
-    settings = load_config(config_class_of(service))
+    try:
+        settings = load_config(config_class_of(package))
+    except ConfigError as exc:
+        print(f"{package}: {exc}", file=sys.stderr)
+        return 2
     if settings.server == "gunicorn" and settings.worker_class == "gevent":
         # Patch before anything else uses socket or threading (gunicorn does it again in the worker).
         from gevent import monkey
@@ -52,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
         monkey.patch_all()
     from .kit.server import serve_wsgi
 
-    package = WSGI_SERVICES[service][0]
     serve_wsgi(f"services.{package}.app:create_app", settings, settings.server, settings.worker_class, settings.threads)
     return 0
 

@@ -1,9 +1,9 @@
 """Container health check: exit 0 when this container's service answers ``GET /health``.
 
 ``python -m services.healthcheck`` runs every 2 s in every container, so it imports nothing
-but the standard library: it finds the port in the service's own port variable. Containers
-that run no lab service (the load engine, the control app) name the port and path to probe
-in SCALELAB_HEALTH_PORT and SCALELAB_HEALTH_PATH instead.
+but the standard library. The container names the port and path to probe in
+SCALELAB_HEALTH_PORT and SCALELAB_HEALTH_PATH (the compose file, generated from the catalog,
+sets them for every container).
 """
 
 from __future__ import annotations
@@ -14,21 +14,11 @@ import urllib.request
 from collections.abc import Mapping
 
 TIMEOUT_SECONDS = 2.0
-# Each service's port variable (tests check these against the services' settings).
-PORT_VARIABLES = {
-    "load-balancer": "BALANCER_PORT",
-    "gateway": "GATEWAY_PORT",
-    "cache": "CACHE_PORT",
-    "database": "DATABASE_PORT",
-    "microservice": "MICROSERVICE_PORT",
-    "worker": "WORKER_PORT",
-}
 
 
 def target(environ: Mapping[str, str]) -> tuple[str, str] | None:
     """Return the port and path to probe, or None when the environment names no port."""
-    service = environ.get("SCALELAB_SERVICE", "")
-    port = environ.get("SCALELAB_HEALTH_PORT") or environ.get(PORT_VARIABLES.get(service) or "", "")
+    port = environ.get("SCALELAB_HEALTH_PORT", "")
     if not port.isdigit():
         return None
     return port, environ.get("SCALELAB_HEALTH_PATH") or "/health"
@@ -40,7 +30,7 @@ def main() -> int:
     service = os.environ.get("SCALELAB_SERVICE") or os.environ.get("SCALELAB_INSTANCE", "")
     if found is None:
         print(
-            f"healthcheck: set SCALELAB_SERVICE and its port variable, or SCALELAB_HEALTH_PORT (service {service!r})",
+            f"healthcheck: set SCALELAB_HEALTH_PORT to the port of {service or 'this container'}'s service",
             file=sys.stderr,
         )
         return 2

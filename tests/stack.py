@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import requests
 
-from services.cli.main import cli
-from services.orchestrator import LocalOrchestrator
-from services.orchestrator.topology import DASHBOARD_PORT, LOADGEN_PORT, PORTS, PROMETHEUS_PORT
+from scalelab import catalog
+from scalelab.cli.main import cli
+from scalelab.orchestrators import LocalOrchestrator
 
 # Candidate offsets: the suite runs beside a developer's own stack on the classic ports.
 PORT_OFFSETS = (20_000, 21_000, 22_000, 23_000)
@@ -24,7 +24,7 @@ REQUEST_TIMEOUT = 10.0
 
 
 def _all_free(offset: int) -> bool:
-    for port in [*PORTS.values(), LOADGEN_PORT, PROMETHEUS_PORT, DASHBOARD_PORT]:
+    for port in (port for svc in catalog.SERVICES if svc.local for port in svc.ports):
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -51,9 +51,8 @@ class Stack:
 
     def services(self) -> list:
         """Return the ScaleLab service instances (not Prometheus, the load engine or the control app beside them)."""
-        return [
-            info for info in self.orchestrator.instances() if info.service not in ("prometheus", "loadgen", "dashboard")
-        ]
+        lab = {svc.name for svc in catalog.lab_services()}
+        return [info for info in self.orchestrator.instances() if info.service in lab]
 
     def admin(self) -> dict[str, str]:
         return {"X-Admin-Token": self.admin_token}
@@ -82,7 +81,8 @@ class Stack:
                 self.orchestrator.start(info.name)
         wait_for(lambda: all(b["healthy"] for b in requests.get(self.lb + "/lb/status", timeout=2).json()["backends"]))
         # A gateway that saw the cache fail bypasses it for a moment; wait until both use it again.
-        for gateway in ("gateway-1", "gateway-2"):
+        gateways = [info.name for info in self.orchestrator.instances() if info.service == "gateway"]
+        for gateway in gateways:
             wait_for(lambda g=gateway: requests.get(self.url(g) + "/health", timeout=2).json()["cache"] == "available")
 
 

@@ -1,7 +1,7 @@
 """The balancer's hop: forward one request to a healthy gateway, failing over when that is safe.
 
 This hop is asyncio rather than Flask: a Flask hop spends as much CPU per request as a gateway
-does, and the balancer must cost little next to nginx (see the README's figures).
+does, and the balancer must cost little next to nginx (see docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A small pooled HTTP/1.1 client for service-to-service calls.
 
 Keep-alive ``http.client`` connections cost about half the CPU of urllib3 and a fifth of
-``requests.Session`` per call on these machines (see the README's figures), and every
+``requests.Session`` per call on these machines (see docs/benchmarks.md), and every
 ``/data`` request makes two internal calls, so the kit keeps its own thin pool.
 """
 

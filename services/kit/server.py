@@ -1,7 +1,7 @@
 """Serve a Flask app factory with a production WSGI server, one worker process per instance.
 
 Two servers are supported: granian (Rust HTTP core, WSGI on a pool of blocking threads) and
-gunicorn. Which one and how many threads is configuration; the README's benchmark shows why
+gunicorn. Which one and how many threads is configuration; docs/benchmarks.md shows why
 granian is the default for the request path.
 """
 

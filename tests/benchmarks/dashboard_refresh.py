@@ -17,13 +17,13 @@ import time
 
 from prometheus_client import CollectorRegistry
 
-from dashboard.actions import ActionLog
+from dashboard.actionlog import ActionLog
 from dashboard.app import create_app
 from dashboard.config import DashboardConfig
 from dashboard.history import Sample
 from dashboard.lab import Lab
+from scalelab.orchestrators.local import LocalOrchestrator
 from services.kit.config import load_config
-from services.orchestrator.local import LocalOrchestrator
 
 HOUR = 3600
 WINDOWS = (60, 300, 3600)

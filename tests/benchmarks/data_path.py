@@ -28,8 +28,8 @@ from pathlib import Path
 
 import requests
 
-from services.cli.main import cli
-from services.orchestrator import LocalOrchestrator
+from scalelab.cli.main import cli
+from scalelab.orchestrators import LocalOrchestrator
 
 PORT_OFFSET = 30_000
 NGINX_PORT = 38_088

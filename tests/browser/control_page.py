@@ -7,7 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from playwright.sync_api import Page
+from playwright.sync_api import Locator, Page
+
+from dashboard.lab import knob_key
 
 POLL_MS = 100
 
@@ -68,6 +70,21 @@ class ControlPage:
     def stop_load(self) -> None:
         """Press Stop load."""
         self.page.click("#load-stop")
+
+    def knob(self, service: str, knob: str) -> Locator:
+        """Return the control of a service's knob (``knob-<service>__<knob>``)."""
+        return self.page.locator(f"#knob-{knob_key(service, knob)}")
+
+    def apply_knob(self, service: str, knob: str, value: float) -> None:
+        """Type a number knob's value and press its apply button."""
+        self.knob(service, knob).fill(str(value))
+        self.page.click(f"#apply-{knob_key(service, knob)}")
+
+    def pick_instance(self, service: str, instance: str) -> None:
+        """Pick the instance a service's per-instance knobs are set on (once the picker lists it)."""
+        picker = f"#knob-instance-{service}"
+        self.page.locator(f"{picker} option[value='{instance}']").wait_for(state="attached")
+        self.page.select_option(picker, instance)
 
     def chart(self, chart: str) -> dict[str, list[Any]]:
         """Return the lines a chart draws now, by their legend name (values oldest first)."""

@@ -107,12 +107,12 @@ def test_switching_the_cache_off_drops_the_hit_ratio_and_raises_latency(
     control.start_load(USERS, RATE, mix_data_hot=100, mix_data_new=0, mix_process=0, mix_longtask=0)
     control.wait_for(lambda: (control.latest("cache").get("hit_ratio") or 0) > 80, 15, "a hit ratio above 80 %")
     cached_p50 = control.wait_for(lambda: control.latest("latency").get("p50"), 5, "a p50")
-    control.page.locator("#knob-cache_enabled").click()
+    control.knob("gateway", "cache_enabled").click()
     try:
         control.wait_for(lambda: control.latest("cache").get("hit_ratio") == 0, 10, "the hit ratio falling to 0")
         control.wait_for(lambda: (control.latest("latency").get("p50") or 0) > cached_p50 * 2, 10, "latency rising")
     finally:
-        control.page.locator("#knob-cache_enabled").click()
+        control.knob("gateway", "cache_enabled").click()
         for gateway in ("gateway-1", "gateway-2"):
             wait_for(
                 lambda g=gateway: requests.get(
@@ -144,8 +144,7 @@ def test_adding_a_microservice_shows_four_in_the_split_and_removing_it_three(
 
 
 def test_a_press_is_exported_for_grafana_annotations(control: ControlPage, healthy_stack: Stack) -> None:
-    control.page.fill("#knob-db_latency", "60")
-    control.page.click("#apply-db_latency")
+    control.apply_knob("database", "latency_ms", 60)
     try:
         prometheus = healthy_stack.url("prometheus")
 
@@ -158,6 +157,27 @@ def test_a_press_is_exported_for_grafana_annotations(control: ControlPage, healt
         assert abs(float(series[0]["value"][1]) - time.time()) < 15
     finally:
         healthy_stack.control("database", latency_ms=50.0)
+
+
+def test_a_per_instance_knob_is_set_on_the_picked_instance_only(control: ControlPage, healthy_stack: Stack) -> None:
+    def extra_latency(instance: str) -> float:
+        answer = requests.get(healthy_stack.url(instance) + "/control", headers=healthy_stack.admin(), timeout=5)
+        return answer.json()["knobs"]["extra_latency_ms"]["value"]
+
+    # A multiple of the field's step: the browser leaves a value off the step empty, and nothing is set.
+    control.apply_knob("microservice", "extra_latency_ms", 30)  # no instance picked yet: refused
+    control.wait_for(
+        lambda: "pick the microservice instance first" in (control.page.locator("#action-banner").text_content() or ""),
+        5,
+        "the banner asking for an instance",
+    )
+    control.pick_instance("microservice", "microservice-2")
+    control.apply_knob("microservice", "extra_latency_ms", 30)
+    try:
+        wait_for(lambda: extra_latency("microservice-2") == 30)
+        assert extra_latency("microservice-1") == 0
+    finally:
+        healthy_stack.control("microservice-2", extra_latency_ms=0.0)
 
 
 def test_pausing_a_microservice_is_measured_and_resume_brings_it_back(

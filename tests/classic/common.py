@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from dashboard.experiments import ExperimentError, Result, Target, load_experiment, run_experiment
-from dashboard.experiments.report import PLOTS
-from services.cli.commands.experiment import admin_token
-from services.cli.context import pick_orchestrator
-from services.orchestrator import OrchestratorError
+from scalelab import catalog
+from scalelab.cli.commands.experiment import admin_token
+from scalelab.experiments import ExperimentError, Result, Target, load_experiment, run_experiment
+from scalelab.experiments.report import PLOTS
+from scalelab.orchestrators import OrchestratorError, find_orchestrator
+from scalelab.paths import RUN_DIR_ENV, find_run_dir
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_URL = f"http://127.0.0.1:{catalog.entry().ports[0]}"
 DEFAULT_RESULTS_DIR = "results"
 EXIT_FAILED = 1
 
@@ -28,19 +28,20 @@ def parser(description: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--run-dir",
-        default=os.environ.get("SCALELAB_RUN_DIR", ".scalelab"),
-        help="run directory of a local stack, for the pools' and database's counters (default ./.scalelab)",
+        default=None,
+        help=f"run directory of a local stack, for the pools' and database's counters (env {RUN_DIR_ENV}; "
+        "default: found as `scalelab` finds it)",
     )
     parser.add_argument("--seed", type=int, help="the load's random seed")
     return parser
 
 
-def target(url: str, run_dir: str) -> Target:
+def target(url: str, run_dir: str | None) -> Target:
     """Return the target at ``url``, with the stack's control when the running stack is the one at ``url``."""
     url = url.rstrip("/")
     try:
-        orchestrator = pick_orchestrator(run_dir)
-        balancer = orchestrator.get("load-balancer")
+        orchestrator = find_orchestrator(find_run_dir(run_dir))
+        balancer = orchestrator.get(catalog.instance_names(catalog.entry())[0])
     except (OrchestratorError, ValueError, OSError):
         return Target(url)
     if balancer.state != "running" or balancer.url != url:

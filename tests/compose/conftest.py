@@ -11,16 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from services.orchestrator.compose import PROJECT, PUBLISHED
+from scalelab.generate.compose import PROJECT, compose_document, published_ports
 
 REPO = Path(__file__).resolve().parents[2]
-# The control app's container can only start once the app exists (dashboard/app.py).
 # Everything but Grafana, which has no image on machines without registry access.
-SERVICES = [
-    "database", "cache", "worker", "microservice-1", "microservice-2", "microservice-3",
-    "gateway-1", "gateway-2", "load-balancer", "loadgen", "prometheus",
-    "dashboard",
-]  # fmt: skip
+SERVICES = [name for name in compose_document()["services"] if name != "grafana"]
 HEALTHY_WITHIN_SECONDS = 180
 
 
@@ -66,7 +61,7 @@ def compose_stack() -> Iterator[None]:
         except Exception:
             pytest.skip(f"base image {image} is not on this engine and no registry gave it; .ci/docker-setup builds it")
     taken = []
-    for name, port in PUBLISHED.items():
+    for name, port in published_ports().items():
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if name in SERVICES and sock.connect_ex(("127.0.0.1", port)) == 0:

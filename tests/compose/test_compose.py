@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from services.cli.main import cli
-from services.orchestrator.docker import DockerOrchestrator
+from scalelab.cli.main import cli
+from scalelab.orchestrators.docker import DockerOrchestrator
 
 from ..browser.control_page import ControlPage
 from ..chromium import ARTIFACTS, chromium
@@ -176,7 +176,8 @@ def test_scalelab_experiment_runs_inside_the_compose_network(
 ) -> None:
     monkeypatch.setenv("SCALELAB_ORCHESTRATOR", "auto")  # as a user types it: the CLI finds the stack
     before = set((REPO / "results").glob("*-failover"))
-    code = cli(["--run-dir", str(tmp_path), "experiment", "failover"])
+    chosen = tmp_path / "my-results"
+    code = cli(["--run-dir", str(tmp_path), "experiment", "failover", "--results-dir", str(chosen)])
     out = capsys.readouterr().out
     assert code == 0, out[-3000:]
     assert "inside the compose network" in out and "passed  detection_seconds" in out
@@ -184,6 +185,10 @@ def test_scalelab_experiment_runs_inside_the_compose_network(
     assert len(reports) == 1
     report = reports.pop()
     assert "Experiment: failover" in (report / "report.html").read_text()
+    # --results-dir is honoured: the report made in the control container is copied there too.
+    copy = chosen / report.name
+    assert (copy / "report.html").read_text() == (report / "report.html").read_text()
+    assert f"Report: {copy}/report.html" in out
     shutil.rmtree(report)  # the suite leaves no results of its own in the user's folder
     states = {info.name: info.state for info in DockerOrchestrator().instances()}
     assert states["gateway-2"] == states["microservice-2"] == "running"  # the experiment put them back

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from services.cli.main import cli
-from services.orchestrator import LocalOrchestrator
-from services.orchestrator.topology import PORTS
+from scalelab.cli.main import cli
+from scalelab.orchestrators import LocalOrchestrator
+from scalelab.topology import lab_ports
 
 from .conftest import REQUEST_TIMEOUT, Stack, free_offset, started_stack, wait_for
+
+PORTS = lab_ports()
 
 
 def test_status_lists_every_instance_healthy(healthy_stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:

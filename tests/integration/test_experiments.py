@@ -15,10 +15,10 @@ import pytest
 import requests
 import yaml
 
-from dashboard.experiments.records import read_csv
-from dashboard.experiments.spec import BUILTIN_DIR
-from services.cli import exitcodes
-from services.cli.main import cli
+from scalelab.cli import exitcodes
+from scalelab.cli.main import cli
+from scalelab.experiments.records import read_csv
+from scalelab.experiments.spec import BUILTIN_DIR
 
 from .conftest import REQUEST_TIMEOUT, Stack
 

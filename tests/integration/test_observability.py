@@ -13,7 +13,7 @@ import pytest
 import requests
 import yaml
 
-from services.observability.dashboards import dashboards, panel_queries
+from scalelab.generate.dashboards import dashboards, panel_queries
 
 from .conftest import REQUEST_TIMEOUT, Stack, wait_for
 

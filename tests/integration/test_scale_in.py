@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from services.cli.main import cli
-from services.orchestrator.local import port_free
+from scalelab.cli.main import cli
+from scalelab.orchestrators.local import port_free
 
 from .conftest import REQUEST_TIMEOUT, Stack, started_stack, wait_for
 from .load import run_load

@@ -1,24 +1,11 @@
-"""The container health check knows every service's port variable, or the port it is given."""
+"""The container health check probes the port and path the container names, and says why when it cannot."""
 
 from __future__ import annotations
 
-from services.__main__ import SERVICES, config_class_of
-from services.healthcheck import PORT_VARIABLES, target
-from services.kit.config import describe_config
+from services.healthcheck import target
 
 
-def test_every_service_has_its_port_variable() -> None:
-    assert set(PORT_VARIABLES) == set(SERVICES)
-    for service, variable in PORT_VARIABLES.items():
-        variables = [env for env, _default, _doc in describe_config(config_class_of(service))]
-        assert variable in variables, (service, variable)
-
-
-def test_a_service_is_probed_on_its_port_variable_at_health() -> None:
-    assert target({"SCALELAB_SERVICE": "gateway", "GATEWAY_PORT": "5003"}) == ("5003", "/health")
-
-
-def test_a_container_without_a_lab_service_names_its_port_and_path() -> None:
+def test_the_container_names_its_port_and_path() -> None:
     assert target({"SCALELAB_HEALTH_PORT": "8089", "SCALELAB_HEALTH_PATH": "/"}) == ("8089", "/")
     assert target({"SCALELAB_HEALTH_PORT": "8050"}) == ("8050", "/health")
 

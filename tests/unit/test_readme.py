@@ -1,45 +1,29 @@
-"""The README is the user's guide: its set-up commands and its settings table must stay true."""
+"""The README is the user's guide: a screen or two, the set-up commands first, a link to every page of docs/."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from tests.docs import DOCS, README, ROOT, links_of
 
-import pytest
+MAX_LINES = 200
+HEAD_LINES = 15
 
-from dashboard.config import DashboardConfig
-from services.balancer.config import BalancerConfig
-from services.cache.config import CacheConfig
-from services.database.config import DatabaseConfig
-from services.gateway.config import GatewayConfig
-from services.kit.config import describe_config
-from services.microservice.config import MicroserviceConfig
-from services.worker.config import WorkerConfig
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-CONFIGS = (
-    BalancerConfig,
-    GatewayConfig,
-    CacheConfig,
-    DatabaseConfig,
-    MicroserviceConfig,
-    WorkerConfig,
-    DashboardConfig,
-)
+def test_readme_fits_on_a_screen_or_two() -> None:
+    lines = len(README.read_text().splitlines())
+    assert lines <= MAX_LINES, f"README.md has {lines} lines; move detail into docs/ (at most {MAX_LINES})"
 
 
 def test_readme_opens_with_the_two_setup_commands() -> None:
-    head = README.read_text().splitlines()[:15]
-    assert any(line.startswith("make run") for line in head)
-    assert any(line.startswith("make test") for line in head)
+    head = README.read_text().splitlines()[:HEAD_LINES]
+    assert any(line.startswith("make run") for line in head), (
+        f"no line starts with `make run` in the first {HEAD_LINES}"
+    )
+    assert any(line.startswith("make test") for line in head), (
+        f"no line starts with `make test` in the first {HEAD_LINES}"
+    )
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.__name__)
-def test_readme_documents_every_setting_with_its_default(config: type) -> None:
-    text = README.read_text()
-    for env, default, _doc in describe_config(config):
-        if not env:
-            continue
-        rows = [line for line in text.splitlines() if line.startswith(f"| `{env}` |")]
-        assert rows, f"README does not document {env}"
-        shown = ", ".join(default) if isinstance(default, list) else str(default)
-        assert (f"`{shown}`" in rows[0]) or (shown == "" and "(empty)" in rows[0]), (env, rows[0])
+def test_readme_links_every_page_of_docs() -> None:
+    linked = {(README.parent / target.partition("#")[0]).resolve() for target in links_of(README.read_text())}
+    missing = [str(page.relative_to(ROOT)) for page in DOCS if page.resolve() not in linked]
+    assert not missing, f"README.md does not link {', '.join(missing)}"

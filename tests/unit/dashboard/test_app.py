@@ -16,9 +16,9 @@ from prometheus_client import CollectorRegistry
 from dashboard.app import PASSWORD_USER, admin_token_source, create_app, orchestrator_for
 from dashboard.config import DashboardConfig
 from dashboard.lab import Lab
+from scalelab.orchestrators.base import OrchestratorError
+from scalelab.orchestrators.local import LocalOrchestrator
 from services.kit.config import load_config
-from services.orchestrator.base import OrchestratorError
-from services.orchestrator.local import LocalOrchestrator
 
 PASSWORD = "s3cret-Pass"
 # Every script and stylesheet the index page loads, by its address.
@@ -177,12 +177,21 @@ def test_the_layout_and_callbacks_name_no_outside_address(page: FlaskClient, pat
 
 
 def test_orchestrator_for_refuses_an_unknown_mode():
-    with pytest.raises(ValueError, match="SCALELAB_ORCHESTRATOR must be local or docker") as caught:
+    with pytest.raises(OrchestratorError, match="SCALELAB_ORCHESTRATOR must be one of auto, local, docker") as caught:
         orchestrator_for(config(), environ={"SCALELAB_ORCHESTRATOR": "bogus"})
     assert "'bogus'" in str(caught.value)
 
 
-def test_orchestrator_for_defaults_to_the_local_stack_in_the_run_dir(tmp_path: Path):
+def test_orchestrator_for_accepts_auto_as_the_cli_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # No local stack runs in the run directory and no Docker engine answers: the local one, which says so.
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    orchestrator = orchestrator_for(config(run_dir=str(tmp_path)), environ={"SCALELAB_ORCHESTRATOR": "auto"})
+    assert isinstance(orchestrator, LocalOrchestrator)
+    assert orchestrator.run_dir == tmp_path.resolve()
+
+
+def test_orchestrator_for_defaults_to_the_local_stack_in_the_run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")  # no compose stack to find
     orchestrator = orchestrator_for(config(run_dir=str(tmp_path)), environ={})
     assert isinstance(orchestrator, LocalOrchestrator)
     assert orchestrator.run_dir == tmp_path.resolve()

@@ -1,41 +1,89 @@
-"""Renderers of the page's refresh callbacks: Grafana panels when it answers, the failover table."""
+"""Every panel's callbacks are registered, and each names components the page has."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+import pytest
+from dash import Dash, html
 from prometheus_client import CollectorRegistry
 
-from dashboard.callbacks import GRAFANA_DASHBOARD, GRAFANA_PANELS, _grafana, _grafana_panels
+from dashboard.callbacks import PANELS, register
 from dashboard.config import DashboardConfig
-from dashboard.lab import Lab
+from dashboard.lab import KNOBS, Lab
+from dashboard.layout import page
+from scalelab.orchestrators.local import LocalOrchestrator
 from services.kit.config import load_config
-from services.orchestrator.local import LocalOrchestrator
 
-from .support import CannedServer, closed_port
+from .panels.support import ids
+
+# Drawn by the topology's callbacks, one per tile: not on the page until a stack runs.
+PER_TILE = {"tile-state", "tile-detail", "instance-action"}
 
 
-def _lab(tmp_path: Path, grafana: str) -> Lab:
-    config = load_config(DashboardConfig, {"run_dir": str(tmp_path), "grafana_url": grafana}, environ={})
+@pytest.fixture
+def lab(tmp_path: Path) -> Lab:
+    """A Lab over an empty local stack; its sampler is never started."""
+    config = load_config(DashboardConfig, {"run_dir": str(tmp_path)}, environ={})
     return Lab(config, LocalOrchestrator(tmp_path), lambda: "t", registry=CollectorRegistry())
 
 
-def test_grafana_panels_are_embedded_by_id_when_grafana_answers(tmp_path: Path, server: CannedServer) -> None:
-    server.json("GET", "/api/health", {"database": "ok"})
-    lab = _lab(tmp_path, server.url)
-    assert lab._grafana_reachable() is True
-    panels = _grafana_panels(lab)
-    ids = {p["title"]: p["id"] for p in json.loads(GRAFANA_DASHBOARD.read_text())["panels"]}
-    assert panels == [(ids[title], title) for title in GRAFANA_PANELS]
-    rendered = json.dumps(_grafana(lab, True, panels), default=lambda component: component.to_plotly_json())
-    for panel_id, _title in panels:
-        assert f"{server.url}/d-solo/scalelab-overview/scalelab?orgId=1&panelId={panel_id}&" in rendered
-    assert f"{server.url}/d/scalelab-overview" in rendered
+@pytest.fixture
+def app(lab: Lab) -> Dash:
+    """A Dash app with every panel's callbacks."""
+    app = Dash(__name__, suppress_callback_exceptions=True)
+    app.layout = html.Div()
+    register(app, lab)
+    return app
 
 
-def test_without_grafana_the_page_says_where_it_looked(tmp_path: Path) -> None:
-    lab = _lab(tmp_path, f"http://127.0.0.1:{closed_port()}")
-    assert lab._grafana_reachable() is False
-    rendered = json.dumps(_grafana(lab, False, _grafana_panels(lab)), default=lambda c: c.to_plotly_json())
-    assert "Grafana is not reachable at http://127.0.0.1:" in rendered and "iframe" not in rendered.lower()
+def _named(app: Dash) -> list[tuple[str, str]]:
+    """Return ``(component id, what names it)`` for every input, state and output of every callback."""
+    named = []
+    for key, callback in app.callback_map.items():
+        for dependency in (*callback["inputs"], *callback["state"]):
+            named.append((dependency["id"], key))
+        parts = key[2:-2].split("...") if key.startswith("..") else [key]
+        named += [(part.rsplit(".", 1)[0], key) for part in parts]
+    return named
+
+
+def test_every_panel_registers_its_callbacks(lab: Lab):
+    names = {panel.__name__.rpartition(".")[2] for panel in PANELS}
+    assert names == {"topology", "load", "knobs", "live", "failover", "experiments", "actions", "grafana"}
+    for panel in PANELS:
+        alone = Dash(__name__, suppress_callback_exceptions=True)
+        panel.register(alone, lab)
+        assert alone.callback_map, panel.__name__
+
+
+def test_every_callback_names_a_component_of_the_page(app: Dash, lab: Lab):
+    on_page = {i for i in ids(page(lab)) if isinstance(i, str)}
+    for id_, key in _named(app):
+        if id_.startswith("{"):
+            assert any(f'"type":"{kind}"' in id_ for kind in (*PER_TILE, "scale")), key
+            continue
+        assert id_ in on_page, f"{key} names {id_!r}, which the page does not have"
+
+
+def test_the_page_has_no_component_that_nothing_fills_or_reads(app: Dash, lab: Lab):
+    named = {id_ for id_, _key in _named(app)}
+    # Read by the browser (and the user) only: the link, the form's layout parts.
+    static = {"grafana-link", "experiment-running"}
+    unused = {i for i in ids(page(lab)) if isinstance(i, str)} - named - static
+    assert unused == set()
+
+
+def test_every_knob_has_its_callback(app: Dash):
+    inputs = {dependency["id"] for callback in app.callback_map.values() for dependency in callback["inputs"]}
+    for key in KNOBS:
+        assert f"apply-{key}" in inputs or f"knob-{key}" in inputs, key
+
+
+def test_each_output_is_written_by_one_callback_except_the_press_sink(app: Dash):
+    outputs = [key.split("@")[0] for key in app.callback_map]
+    written = [part for key in outputs for part in (key[2:-2].split("...") if key.startswith("..") else [key])]
+    presses = [part for part in written if part == "action-sink.children"]
+    assert len(presses) >= len(KNOBS)
+    others = [part for part in written if part != "action-sink.children"]
+    assert len(others) == len(set(others))

@@ -6,9 +6,10 @@ import time
 
 import pytest
 
-from dashboard.actions import Action
+from dashboard.actionlog import Action
 from dashboard.charts import CHARTS, MARKER_COLOURS, build_figure
 from dashboard.history import MAX_POINTS, History, Sample
+from scalelab import catalog
 
 CHART = {chart.id: chart for chart in CHARTS}
 T0 = 1_700_000_000.0
@@ -145,3 +146,10 @@ def test_the_page_draws_an_hour_thinned_to_at_most_max_points_per_line():
     figure = build_figure(CHART["latency"], history.window(3600), [])
     assert [len(trace["x"]) <= MAX_POINTS for trace in figure["data"]] == [True, True, True]
     assert figure["data"][0]["x"][-1] == (T0 + 3599) * 1000  # the right edge is the newest sample
+
+
+def test_there_is_a_split_chart_per_pool_of_the_catalog():
+    pools = [pool.label for _svc, pool in catalog.pool_holders()]
+    assert sorted(chart.id for chart in CHARTS if chart.id.startswith("split-")) == sorted(f"split-{p}" for p in pools)
+    assert CHART["split-gateways"].prefixes == ("split.gateways.",)
+    assert CHART["split-microservices"].title == "Requests by microservice"

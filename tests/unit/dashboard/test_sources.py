@@ -10,17 +10,21 @@ import pytest
 from dashboard.sources import (
     COMBINED_QUERY,
     KEY_LABEL,
+    POOLS,
     QUERIES,
     DirectSource,
     PrometheusSource,
     SourceUnavailable,
     histogram_quantile,
+    scraped_services,
+    split_prefix,
 )
-from dashboard.stack import StackClient
-from services.orchestrator.base import InstanceInfo
+from scalelab import catalog
+from scalelab.orchestrators.base import InstanceInfo
+from scalelab.stack import StackClient
+from tests.unit.standins import CannedServer, closed_port, instance
 
 from ..support import FakeClock
-from .support import CannedServer, closed_port, instance
 
 # ------------------------------------------------------------------ histogram_quantile
 
@@ -80,6 +84,30 @@ def test_queries_cover_every_series_the_charts_draw():
         "db.qps",
         "worker.queue",
     }
+
+
+def test_every_pool_of_the_catalog_has_its_split_in_the_order_a_request_travels():
+    assert [(svc.name, pool.holder) for svc, pool in POOLS] == [
+        (svc.name, pool.holder) for svc, pool in reversed(list(catalog.pool_holders()))
+    ]
+    assert POOLS[0][1].holder == catalog.entry().name
+    for _svc, pool in POOLS:
+        assert f'pool="{pool.label}"' in QUERIES[split_prefix(pool)]
+
+
+def test_traffic_errors_and_latency_are_read_at_the_entry():
+    for key in ("rps", "errors", "p50", "p95", "p99"):
+        assert f'service="{catalog.entry().name}",route="proxy"' in QUERIES[key], key
+
+
+def test_the_direct_source_reads_every_lab_service_but_the_pools_leaves():
+    scraped = scraped_services()
+    holders = {pool.holder for _svc, pool in catalog.pool_holders()}
+    assert catalog.entry().name in scraped and holders <= set(scraped)
+    for svc in catalog.lab_services():
+        leaf = svc.pool is not None and svc.name not in holders
+        assert (svc.name in scraped) is not leaf, svc.name
+    assert "microservice" not in scraped
 
 
 # ------------------------------------------------------------------ PrometheusSource

@@ -1,0 +1,129 @@
+"""The load panel: the load engine's form (users, rate, duration, mix), its start and stop, and its state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash_bootstrap_components as dbc
+from dash import Dash, Input, Output, State, html
+
+from dashboard.lab import Lab
+from scalelab.load.engine import MIX_OPTIONS, LoadPlan
+
+__all__ = ["card", "load_status", "plan_from_form", "register"]
+
+PLAN = LoadPlan()
+
+
+def _number(id_: str, value: float, step: float = 1, minimum: float = 0, width: str = "6rem") -> dbc.Input:
+    return dbc.Input(id=id_, type="number", value=value, step=step, min=minimum, size="sm", style={"width": width})
+
+
+def card() -> dbc.Card:
+    """Return the load card, its fields filled with the load engine's defaults."""
+    mix = [
+        ("mix_data_hot", "/data, hot keys", PLAN.mix_data_hot),
+        ("mix_data_new", "/data, new keys", PLAN.mix_data_new),
+        ("mix_process", "/process", PLAN.mix_process),
+        ("mix_longtask", "/longtask", PLAN.mix_longtask),
+    ]
+    return dbc.Card(
+        [
+            dbc.CardHeader("Load"),
+            dbc.CardBody(
+                [
+                    dbc.Row(
+                        [
+                            dbc.Col([dbc.Label("Users", size="sm"), _number("load-users", PLAN.users, minimum=1)]),
+                            dbc.Col([dbc.Label("Target req/s (0 = max)", size="sm"), _number("load-rate", PLAN.rate)]),
+                            dbc.Col([dbc.Label("Duration s (0 = until stop)", size="sm"), _number("load-duration", 0)]),
+                            dbc.Col([dbc.Label("Hot keys", size="sm"), _number("load-hot-keys", PLAN.hot_keys, 1, 1)]),
+                        ],
+                        className="g-2",
+                    ),
+                    dbc.Label("Mix (weights)", size="sm", className="mt-2"),
+                    dbc.Row(
+                        [dbc.Col([dbc.Label(text, size="sm"), _number(f"load-{k}", value)]) for k, text, value in mix],
+                        className="g-2",
+                    ),
+                    html.Div(
+                        [
+                            dbc.Button("Start load", id="load-start", color="success", size="sm", className="me-2"),
+                            dbc.Button("Stop load", id="load-stop", color="danger", size="sm", outline=True),
+                        ],
+                        className="mt-2",
+                    ),
+                    html.Div(id="load-status", className="small mt-2"),
+                    html.Div(
+                        "A target rate of 0 sends as fast as the stack answers: on a small machine that takes "
+                        "every core, this page included.",
+                        className="small text-muted mt-1",
+                    ),
+                ]
+            ),
+        ],
+        className="mb-3 h-100",
+    )
+
+
+def load_status(load: dict[str, Any], problem: str) -> Any:
+    """Return the load engine's state in one line (users, req/s, failures, p95), or why it cannot be read."""
+    if problem:
+        return dbc.Alert(problem, color="warning", className="py-1 mb-0")
+    if not load:
+        return ""
+    state = load.get("state", "?")
+    p95 = (load.get("current_response_time_percentiles") or {}).get("response_time_percentile_0.95")
+    parts = [
+        f"load engine: {state}",
+        f"{load.get('user_count', 0)} users",
+        f"{load.get('current_rps', 0):.0f} req/s",
+        f"failures {100 * load.get('fail_ratio', 0):.1f} %",
+    ]
+    if p95:
+        parts.append(f"p95 {p95:.0f} ms")
+    return html.Span(" · ".join(parts), id="load-state", **{"data-state": state})
+
+
+def plan_from_form(users: Any, rate: Any, duration: Any, hot_keys: Any, *mix: Any) -> LoadPlan:
+    """Return the plan the form describes (an empty field counts as 0; the engine validates the rest)."""
+
+    def number(value: Any, kind: type) -> Any:
+        return kind(value) if value not in (None, "") else kind(0)
+
+    return LoadPlan(
+        users=number(users, int),
+        rate=number(rate, float),
+        duration=number(duration, int),
+        hot_keys=number(hot_keys, int),
+        **{option: number(value, int) for option, value in zip(MIX_OPTIONS, mix, strict=True)},
+    )
+
+
+def register(app: Dash, lab: Lab) -> None:
+    """Wire the load card to ``lab``: its state each interval, Start and Stop as actions."""
+
+    @app.callback(Output("load-status", "children"), Input("tick", "n_intervals"))
+    def status(_n: int | None) -> Any:
+        return load_status(lab.status.load, lab.status.load_problem)
+
+    @app.callback(
+        Output("action-sink", "children", allow_duplicate=True),
+        Input("load-start", "n_clicks"),
+        State("load-users", "value"),
+        State("load-rate", "value"),
+        State("load-duration", "value"),
+        State("load-hot-keys", "value"),
+        [State(f"load-{option}", "value") for option in MIX_OPTIONS],
+        prevent_initial_call=True,
+    )
+    def load_start(_n: int, users: Any, rate: Any, duration: Any, hot_keys: Any, *mix: Any) -> Any:
+        return lab.start_load(plan_from_form(users, rate, duration, hot_keys, *mix)).label
+
+    @app.callback(
+        Output("action-sink", "children", allow_duplicate=True),
+        Input("load-stop", "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def load_stop(_n: int) -> Any:
+        return lab.stop_load().label

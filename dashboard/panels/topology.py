@@ -1,0 +1,204 @@
+"""The topology panel: a tile per instance, row by row in the order a request travels, with its buttons.
+
+Tiles are drawn when the set of instances changes; their state, load and buttons are refreshed
+each interval. Presses (kill, pause, resume, start; add and remove) become the Lab's actions.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import dash_bootstrap_components as dbc
+from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
+
+from dashboard.lab import INSTANCE_ACTIONS, Lab
+from dashboard.sources import POOLS, split_prefix
+from scalelab import catalog
+from scalelab.stack import Tile
+
+__all__ = ["ALLOWED", "STATE_COLOURS", "card", "register", "tiers", "tile_card", "tile_detail"]
+
+STATE_COLOURS = {"healthy": "success", "down": "danger", "paused": "warning", "starting": "info", "stopped": "danger"}
+# Which buttons make sense for each process state; the others are disabled.
+ALLOWED = {"running": {"kill", "pause"}, "paused": {"resume", "kill"}, "stopped": {"start"}}
+# A target with an action this recent still pending keeps its buttons disabled.
+PENDING_SECONDS = 60.0
+# Balanced service -> the key prefix of the requests/s its pool sends each of its instances.
+SPLITS = {svc.name: split_prefix(pool) for svc, pool in POOLS}
+
+
+def tiers() -> list[tuple[str, list[str]]]:
+    """Return the topology's rows (title, services), from the catalog, in the order a request travels."""
+    rows: dict[str, list[str]] = {}
+    helpers = [svc for svc in catalog.SERVICES if svc.runs != "service"]
+    for svc in [*reversed(catalog.lab_services()), *helpers]:
+        rows.setdefault(svc.title, []).append(svc.name)
+    return list(rows.items())
+
+
+def _controllable(service: str) -> bool:
+    try:
+        return catalog.service(service).controllable
+    except catalog.CatalogError:
+        return False
+
+
+def tile_card(tile: Tile) -> html.Div:
+    """Return the card of one instance: name, state, load, and its buttons."""
+    buttons = [
+        dbc.Button(
+            action,
+            id={"type": "instance-action", "action": action, "name": tile.name},
+            size="sm",
+            color="secondary",
+            outline=True,
+            className="me-1",
+        )
+        for action in INSTANCE_ACTIONS
+    ]
+    card_ = dbc.Card(
+        dbc.CardBody(
+            [
+                html.Div(
+                    [
+                        html.Strong(tile.name, className="me-2"),
+                        dbc.Badge(tile.state, id={"type": "tile-state", "name": tile.name}, color="secondary"),
+                    ],
+                    className="d-flex align-items-center",
+                ),
+                html.Div(tile.url, className="small text-muted"),
+                html.Div(id={"type": "tile-detail", "name": tile.name}, className="small"),
+                html.Div(buttons if _controllable(tile.service) else [], className="mt-1"),
+            ],
+            className="p-2",
+        ),
+        id={"type": "tile", "name": tile.name},
+        className="tile me-2 mb-2",
+    )
+    return html.Div(card_, **{"data-instance": tile.name})
+
+
+def tile_detail(tile: Tile, rates: dict[str, float]) -> str:
+    """Return the line under a tile: the requests/s its pool sends it, its in-flight requests, its own note."""
+    parts = []
+    rate = rates.get(SPLITS[tile.service] + tile.name) if tile.service in SPLITS else None
+    if rate is not None:
+        parts.append(f"{rate:.0f} req/s")
+    if tile.in_flight is not None:
+        parts.append(f"{tile.in_flight} in flight")
+    if tile.detail:
+        parts.append(tile.detail)
+    return " · ".join(parts)
+
+
+def _scale_button(service: str, direction: str) -> dbc.Button:
+    text, margin = ("+ add", "me-1") if direction == "out" else ("- remove", "me-3")
+    return dbc.Button(
+        text,
+        id={"type": "scale", "service": service, "direction": direction},
+        size="sm",
+        color="primary",
+        outline=True,
+        className=margin,
+    )
+
+
+def card() -> dbc.Card:
+    """Return the topology card: scale buttons for each service that scales, and the tiles' place."""
+    scale = [
+        html.Span(
+            [html.Span(f"{service}s:", className="me-1"), _scale_button(service, "out"), _scale_button(service, "in")]
+        )
+        for service in catalog.scalable()
+    ]
+    return dbc.Card(
+        [
+            dbc.CardHeader(
+                html.Div(
+                    [html.Span("Topology and health", className="me-auto"), *scale],
+                    className="d-flex align-items-center",
+                )
+            ),
+            dbc.CardBody(html.Div(id="topology")),
+        ],
+        className="mb-3",
+    )
+
+
+def _rows(tiles: list[Tile]) -> Any:
+    rows = []
+    for title, services in tiers():
+        cards = [tile_card(tile) for tile in tiles if tile.service in services]
+        if cards:
+            rows.append(
+                html.Div(
+                    [
+                        html.Div(title, className="tier-title small text-muted"),
+                        html.Div(cards, className="d-flex flex-wrap"),
+                    ]
+                )
+            )
+    return rows or dbc.Alert("No stack is running: start it with `scalelab up`.", color="warning")
+
+
+def register(app: Dash, lab: Lab) -> None:
+    """Wire the tiles to ``lab``: redraw them when instances come and go, refresh them, and act on presses."""
+
+    @app.callback(Output("instance-names", "data"), Input("tick", "n_intervals"), State("instance-names", "data"))
+    def instance_names(_n: int | None, known: list[str] | None) -> Any:
+        names = [tile.name for tile in lab.status.tiles]
+        return names if names != known else no_update
+
+    @app.callback(Output("topology", "children"), Input("instance-names", "data"))
+    def topology(_names: list[str] | None) -> Any:
+        return _rows(lab.status.tiles)
+
+    @app.callback(
+        Output({"type": "tile-state", "name": ALL}, "children"),
+        Output({"type": "tile-state", "name": ALL}, "color"),
+        Output({"type": "tile-detail", "name": ALL}, "children"),
+        Output({"type": "instance-action", "action": ALL, "name": ALL}, "disabled"),
+        Input("tick", "n_intervals"),
+        Input("topology", "children"),
+    )
+    def tile_states(_n: int | None, _children: Any) -> Any:
+        tiles = {tile.name: tile for tile in lab.status.tiles}
+        latest = lab.history.latest()
+        rates = latest.values if latest else {}
+        pending = {a.target for a in lab.actions.recent(time.time() - PENDING_SECONDS) if a.outcome == "pending"}
+        states, colours, details, disabled = [], [], [], []
+        for output in ctx.outputs_list[0]:
+            tile = tiles.get(output["id"]["name"])
+            states.append(tile.state if tile else "gone")
+            colours.append(STATE_COLOURS.get(tile.state, "secondary") if tile else "secondary")
+        for output in ctx.outputs_list[2]:
+            tile = tiles.get(output["id"]["name"])
+            details.append(tile_detail(tile, rates) if tile else "")
+        for output in ctx.outputs_list[3]:
+            name, action = output["id"]["name"], output["id"]["action"]
+            tile = tiles.get(name)
+            disabled.append(tile is None or name in pending or action not in ALLOWED.get(tile.process, set()))
+        return states, colours, details, disabled
+
+    @app.callback(
+        Output("action-sink", "children", allow_duplicate=True),
+        Input({"type": "instance-action", "action": ALL, "name": ALL}, "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def instance_action(_clicks: list[int | None]) -> Any:
+        if not ctx.triggered or not ctx.triggered[0]["value"]:
+            return no_update  # a tile was (re)drawn, nothing was pressed
+        pressed = ctx.triggered_id
+        return lab.instance_action(pressed["action"], pressed["name"]).label
+
+    @app.callback(
+        Output("action-sink", "children", allow_duplicate=True),
+        Input({"type": "scale", "service": ALL, "direction": ALL}, "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def scale(_clicks: list[int | None]) -> Any:
+        if not ctx.triggered or not ctx.triggered[0]["value"]:
+            return no_update
+        pressed = ctx.triggered_id
+        return lab.scale(pressed["service"], pressed["direction"]).label

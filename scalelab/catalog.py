@@ -1,0 +1,378 @@
+"""What the stack is: its services, their ports, pools and knobs, written once.
+
+Plain data and the standard library only, so that anything may import it (the launcher, the
+compose and Prometheus generators, the page, the CLI, experiments). Everything that needs to
+know which services exist, where they listen, who balances whom or which knobs they have
+derives it from :data:`SERVICES`; nothing else lists them.
+
+A service's instances are named after it: ``gateway-1``, ``gateway-2`` for a service with
+several standard instances or one that scales, the bare service name (``cache``) otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+__all__ = [
+    "ALGORITHMS",
+    "EXTRA_PORT_BASE",
+    "SERVICES",
+    "CatalogError",
+    "Knob",
+    "Pool",
+    "Service",
+    "balanced",
+    "entry",
+    "find_knob",
+    "index_of",
+    "instance_names",
+    "lab_services",
+    "pool_holders",
+    "scalable",
+    "service",
+    "service_of",
+    "standard_ports",
+]
+
+# Instances added at runtime (scalelab add) get ports from here up.
+EXTRA_PORT_BASE = 5100
+# The balancing algorithms every pool offers (services/kit/algorithms.py; a test keeps them equal).
+ALGORITHMS = ("round_robin", "least_connections", "power_of_two", "weighted_round_robin")
+
+Runs = Literal["service", "loadgen", "prometheus", "dashboard", "grafana"]
+KnobKind = Literal["switch", "number", "choice"]
+
+
+class CatalogError(LookupError):
+    """A name the catalog does not know; the message lists the ones it does."""
+
+
+def _frozen(mapping: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A runtime setting a service lets ``PUT /control`` change, as the page and experiments show it."""
+
+    name: str  # as the service's control route names it
+    kind: KnobKind
+    default: Any
+    label: str  # on the page
+    unit: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float = 1.0
+    choices: tuple[str, ...] = ()
+    per_instance: bool = False  # the page sets it on one chosen instance, not on all of them
+    on_page: bool = True  # a row of the page's knobs (the others are set by experiments and the API)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The pool that balances a service's instances: who holds it and the routes that read and change it."""
+
+    holder: str  # the service whose every instance holds such a pool
+    label: str  # the ``pool`` label of its metrics
+    status_route: str  # GET: the backends with their health and in-flight requests
+    members_route: str  # POST {name, url} adds a backend; DELETE <route>/<name> removes one
+    members_env: str  # the holder's variable listing the members at start (name=url,...)
+
+
+@dataclass(frozen=True)
+class Service:
+    """One service of the stack and how it runs."""
+
+    name: str
+    runs: Runs  # "service": python -m services PACKAGE; the others are the lab's own helpers
+    ports: tuple[int, ...]  # one per standard instance (the classic lab's ports)
+    title: str  # the page's row for it
+    package: str = ""  # services/<package> (runs == "service")
+    config_class: str = ""  # its settings class in services/<package>/config.py
+    port_env: str = ""  # the variable its port is read from
+    id_env: str = ""  # the variable its instance number is read from (the id it reports)
+    threads: int | None = None  # request threads (SCALELAB_THREADS)
+    depends_on: tuple[str, ...] = ()  # started after, and healthy before, this one
+    links: Mapping[str, str] = field(default_factory=_frozen)  # variable -> service whose URL it holds
+    data_files: Mapping[str, str] = field(default_factory=_frozen)  # variable -> file in the data directory
+    needs_jwt_secret: bool = False
+    entry: bool = False  # where clients (and the load) come in
+    scales: bool = False  # scalelab add / remove work on it
+    max_instances: int = 1
+    pool: Pool | None = None  # the pool that balances its instances, if any
+    knobs: tuple[Knob, ...] = ()
+    health_path: str = "/health"
+    published: bool = False  # reachable from the host when it runs in containers (on loopback)
+    local: bool = True  # started by `scalelab up` (Grafana runs in containers only)
+    controllable: bool = True  # the page offers kill, pause, resume and start for it
+    scraped: bool = True  # serves /metrics for the stack's Prometheus job
+
+    def knob(self, name: str) -> Knob:
+        """Return this service's knob ``name``; raise CatalogError naming the known ones."""
+        for knob in self.knobs:
+            if knob.name == name:
+                return knob
+        known = ", ".join(k.name for k in self.knobs) or "none"
+        raise CatalogError(f"{self.name} has no knob {name!r}; known: {known}")
+
+
+def _latency(label: str, default: float, step: float, per_instance: bool = False) -> Knob:
+    return Knob(
+        "latency_ms" if not per_instance else "extra_latency_ms",
+        "number",
+        default,
+        label,
+        "ms",
+        0,
+        60_000,
+        step,
+        per_instance=per_instance,
+    )
+
+
+def _error_rate(label: str, per_instance: bool = False) -> Knob:
+    return Knob("error_rate", "number", 0.0, label, "share", 0, 1, 0.05, per_instance=per_instance)
+
+
+def _algorithm(label: str) -> Knob:
+    return Knob("algorithm", "choice", "round_robin", label, choices=ALGORITHMS)
+
+
+# Dependencies first: each service finds what it calls already listening.
+SERVICES: tuple[Service, ...] = (
+    Service(
+        "database",
+        "service",
+        (5002,),
+        "Data and async",
+        package="database",
+        config_class="DatabaseConfig",
+        port_env="DATABASE_PORT",
+        threads=32,  # its requests mostly wait on the simulated latency
+        data_files=_frozen({"DATABASE_PATH": "database.sqlite3"}),
+        knobs=(
+            _latency("Database latency", 50.0, 5),
+            Knob("jitter_ms", "number", 10.0, "Database jitter", "ms", 0, 60_000, 5, on_page=False),
+            _error_rate("Database error rate"),
+        ),
+    ),
+    Service(
+        "cache",
+        "service",
+        (5004,),
+        "Data and async",
+        package="cache",
+        config_class="CacheConfig",
+        port_env="CACHE_PORT",
+        threads=4,  # quick work only, where fewer threads contend less
+        published=True,
+        knobs=(
+            Knob("default_ttl_seconds", "number", 30.0, "Cache default TTL", "s", 0.001, 86_400, 0.5, on_page=False),
+        ),
+    ),
+    Service(
+        "worker",
+        "service",
+        (5005,),
+        "Data and async",
+        package="worker",
+        config_class="WorkerConfig",
+        port_env="WORKER_PORT",
+        threads=8,
+        data_files=_frozen({"WORKER_QUEUE_PATH": "tasks.sqlite3"}),
+        published=True,
+        knobs=(
+            Knob("task_seconds", "number", 2.0, "Task duration", "s", 0, 60, 0.5, on_page=False),
+            Knob("error_rate", "number", 0.0, "Task error rate", "share", 0, 1, 0.05, on_page=False),
+        ),
+    ),
+    Service(
+        "microservice",
+        "service",
+        (5001, 5006, 5007),
+        "Microservices",
+        package="microservice",
+        config_class="MicroserviceConfig",
+        port_env="MICROSERVICE_PORT",
+        id_env="MICROSERVICE_ID",
+        threads=32,  # a /process call mostly waits out its service time
+        scales=True,
+        max_instances=16,
+        pool=Pool("gateway", "microservices", "/pool/status", "/pool/backends", "GATEWAY_MICROSERVICES"),
+        knobs=(
+            Knob("service_time_ms", "number", 10.0, "Microservice service time", "ms", 0, 60_000, 10, on_page=False),
+            _latency("its extra latency", 0.0, 10, per_instance=True),
+            _error_rate("its error rate", per_instance=True),
+        ),
+    ),
+    Service(
+        "gateway",
+        "service",
+        (5000, 5003),
+        "Gateways",
+        package="gateway",
+        config_class="GatewayConfig",
+        port_env="GATEWAY_PORT",
+        id_env="GATEWAY_ID",
+        threads=32,  # each request waits on the cache, the database or a microservice
+        depends_on=("cache", "database", "worker", "microservice"),
+        links=_frozen(
+            {"GATEWAY_CACHE_URL": "cache", "GATEWAY_DATABASE_URL": "database", "GATEWAY_WORKER_URL": "worker"}
+        ),
+        needs_jwt_secret=True,
+        scales=True,
+        max_instances=8,
+        pool=Pool("load-balancer", "gateways", "/lb/status", "/lb/backends", "BALANCER_BACKENDS"),
+        knobs=(
+            Knob("cache_enabled", "switch", True, "Cache"),
+            Knob("cache_ttl_seconds", "number", 30.0, "Cache TTL", "s", 0.001, 86_400, 0.5),
+            Knob("coalescing", "switch", True, "Request coalescing"),
+            _algorithm("Microservice balancing"),
+        ),
+    ),
+    Service(
+        "load-balancer",
+        "service",
+        (8000,),
+        "Entry",
+        package="balancer",
+        config_class="BalancerConfig",
+        port_env="BALANCER_PORT",
+        depends_on=("gateway",),
+        entry=True,
+        published=True,
+        knobs=(_algorithm("Gateway balancing"),),
+    ),
+    Service(
+        "loadgen",
+        "loadgen",
+        (8089,),  # Locust's own web UI and API
+        "Around the stack",
+        depends_on=("load-balancer",),
+        health_path="/",
+        published=True,
+    ),
+    # Prometheus scrapes itself in a job of its own.
+    Service(
+        "prometheus", "prometheus", (9090,), "Around the stack", health_path="/-/ready", published=True, scraped=False
+    ),
+    Service(
+        "grafana",
+        "grafana",
+        (3000,),
+        "Around the stack",
+        depends_on=("prometheus",),
+        health_path="/api/health",
+        published=True,
+        local=False,
+        controllable=False,
+        scraped=False,
+    ),
+    Service(
+        "dashboard",
+        "dashboard",
+        (8050,),  # the control page
+        "Around the stack",
+        depends_on=("load-balancer", "loadgen", "prometheus"),
+        links=_frozen({"DASHBOARD_PROMETHEUS_URL": "prometheus", "DASHBOARD_LOADGEN_URL": "loadgen"}),
+        published=True,
+        controllable=False,
+    ),
+)
+
+
+# ---------------------------------------------------------------------------- lookups
+
+
+def _by_name(services: tuple[Service, ...] | None = None) -> dict[str, Service]:
+    return {s.name: s for s in (SERVICES if services is None else services)}
+
+
+def service(name: str, services: tuple[Service, ...] | None = None) -> Service:
+    """Return the service called ``name``; raise CatalogError naming the known ones."""
+    found = _by_name(services).get(name)
+    if found is None:
+        known = ", ".join(_by_name(services))
+        raise CatalogError(f"no service named {name!r}; the stack has {known}")
+    return found
+
+
+def service_of(instance: str) -> str:
+    """Return the service an instance name belongs to (``gateway-2`` -> ``gateway``)."""
+    base, _, number = instance.rpartition("-")
+    return base if number.isdigit() and base else instance
+
+
+def index_of(instance: str) -> str:
+    """Return the instance number as a string id (``gateway-2`` -> ``"2"``)."""
+    return instance.rpartition("-")[2]
+
+
+def instance_names(svc: Service) -> list[str]:
+    """Return the names of a service's standard instances (``gateway-1``, ``gateway-2``; or ``cache``)."""
+    if len(svc.ports) == 1 and not svc.scales:
+        return [svc.name]
+    return [f"{svc.name}-{number}" for number in range(1, len(svc.ports) + 1)]
+
+
+def standard_ports(services: tuple[Service, ...] | None = None, runs: tuple[str, ...] = ("service",)) -> dict[str, int]:
+    """Return ``instance -> port`` for the standard instances of the services that run as ``runs``."""
+    return {
+        name: port
+        for svc in (SERVICES if services is None else services)
+        if svc.runs in runs
+        for name, port in zip(instance_names(svc), svc.ports, strict=True)
+    }
+
+
+def lab_services(services: tuple[Service, ...] | None = None) -> list[Service]:
+    """Return the services that run from services/ (``python -m services PACKAGE``), in start order."""
+    return [s for s in (SERVICES if services is None else services) if s.runs == "service"]
+
+
+def entry(services: tuple[Service, ...] | None = None) -> Service:
+    """Return the service clients and the load come in through."""
+    return next(s for s in (SERVICES if services is None else services) if s.entry)
+
+
+def balanced(services: tuple[Service, ...] | None = None) -> list[Service]:
+    """Return the services whose instances sit behind a pool."""
+    return [s for s in (SERVICES if services is None else services) if s.pool is not None]
+
+
+def scalable(services: tuple[Service, ...] | None = None) -> list[str]:
+    """Return the names of the services that scale out and in."""
+    return [s.name for s in (SERVICES if services is None else services) if s.scales]
+
+
+def pool_holders(services: tuple[Service, ...] | None = None) -> Iterator[tuple[Service, Pool]]:
+    """Yield ``(balanced service, its pool)`` for every pool in the stack."""
+    for svc in balanced(services):
+        assert svc.pool is not None
+        yield svc, svc.pool
+
+
+def find_knob(service_name: str, knob: str, services: tuple[Service, ...] | None = None) -> Knob:
+    """Return knob ``knob`` of service ``service_name``; raise CatalogError when either is unknown."""
+    return service(service_name, services).knob(knob)
+
+
+def check(services: tuple[Service, ...] | None = None) -> None:
+    """Raise CatalogError when the catalog contradicts itself (an unknown or later dependency, a pool
+    held by an unknown service, two services on one port)."""
+    seen: set[str] = set()
+    ports: dict[int, str] = {}
+    for svc in SERVICES if services is None else services:
+        for dependency in (*svc.depends_on, *svc.links.values()):
+            if dependency not in seen:
+                raise CatalogError(f"{svc.name} depends on {dependency!r}, which is not listed before it")
+        if svc.pool is not None and svc.pool.holder not in _by_name(services):
+            raise CatalogError(f"{svc.name}'s pool is held by {svc.pool.holder!r}, which is not in the stack")
+        for port in svc.ports:
+            if port in ports:
+                raise CatalogError(f"{svc.name} and {ports[port]} both use port {port}")
+            ports[port] = svc.name
+        seen.add(svc.name)

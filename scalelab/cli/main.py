@@ -1,0 +1,112 @@
+"""Parser wiring for ``scalelab``: one sub-command per verb, each implemented in ``commands/``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from scalelab import catalog
+from scalelab.cli.commands import add, down, experiment, instance, remove, status, up
+from scalelab.cli.context import Context, pick_orchestrator
+from scalelab.orchestrators import LocalOrchestrator
+from scalelab.paths import RUN_DIR_ENV, find_run_dir, offset_run_dir
+
+INSTANCE_VERBS = (
+    ("kill", "kill an instance as a crash would (SIGKILL)"),
+    ("start", "start a killed instance again"),
+    ("pause", "freeze an instance (SIGSTOP): a hung process, not a dead one"),
+    ("resume", "unfreeze a paused instance"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``scalelab`` argument parser."""
+    parser = argparse.ArgumentParser(prog="scalelab", description="Run and control the ScaleLab stack.")
+    parser.add_argument(
+        "--run-dir",
+        default=None,
+        help=f"where the stack's state, logs and data live (env {RUN_DIR_ENV}; default: the nearest ./.scalelab "
+        "holding a stack, in this folder or above, else ~/.local/state/scalelab)",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+    scalable = catalog.scalable()
+    example = ", ".join(f"{name}-1" for name in scalable)
+
+    p = verbs.add_parser("up", help="start the whole stack and wait until it is healthy")
+    p.add_argument("--detach", "-d", action="store_true", help="return once healthy instead of running until Ctrl-C")
+    p.add_argument(
+        "--port-offset",
+        type=int,
+        default=0,
+        help="add this to every port, to run beside another stack (its own run directory unless --run-dir)",
+    )
+    p.add_argument("--results-dir", help="where experiments run from the page write reports (default: beside the run)")
+    p.set_defaults(func=lambda ctx, a: up.run(ctx, a.detach, a.port_offset))
+
+    p = verbs.add_parser("down", help="stop a detached stack")
+    p.set_defaults(func=lambda ctx, a: down.run(ctx))
+
+    p = verbs.add_parser("status", help="show every instance with its health")
+    p.set_defaults(func=lambda ctx, a: status.run(ctx))
+
+    for action, text in INSTANCE_VERBS:
+        p = verbs.add_parser(action, help=text)
+        p.add_argument("instance", help="an instance of `scalelab status`, e.g. cache or " + example)
+        p.set_defaults(func=lambda ctx, a, action=action: instance.run(ctx, action, a.instance))
+
+    p = verbs.add_parser("add", help="start one more instance and put it in rotation")
+    p.add_argument("service", choices=scalable)
+    p.set_defaults(func=lambda ctx, a: add.run(ctx, a.service))
+
+    p = verbs.add_parser("remove", help="take an instance out of rotation, stop it and forget it (scale in)")
+    p.add_argument("instance", help=f"an instance of a service that scales ({', '.join(scalable)}), e.g. {example}")
+    p.set_defaults(func=lambda ctx, a: remove.run(ctx, a.instance))
+
+    p = verbs.add_parser(
+        "experiment",
+        help="run an experiment against the running stack, write its report, exit 3 if a check fails",
+        description="Run an experiment (a built-in one or a YAML file) against the running stack. The report goes "
+        "to RESULTS_DIR/<time>-<name>/report.html; the exit code is 3 when a check fails.",
+    )
+    p.add_argument("name", nargs="?", help="a built-in experiment (see --list) or the path of a YAML file")
+    p.add_argument("--list", action="store_true", dest="list_only", help="list the built-in experiments and exit")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        type=experiment.key_value,
+        dest="sets",
+        metavar="KEY=VALUE",
+        help="change a field of the experiment, e.g. --set load.duration=5 (repeatable)",
+    )
+    p.add_argument("--seed", type=int, help="the load's random seed (same seed, same request sequence)")
+    p.add_argument(
+        "--results-dir",
+        help="where the results directory goes (default: `results` beside the run directory, where the page lists it)",
+    )
+    p.add_argument("--no-progress", action="store_false", dest="progress", help="no progress bar (for logs)")
+    p.set_defaults(
+        func=lambda ctx, a: experiment.run(ctx, a.name, a.sets, a.seed, a.results_dir, a.list_only, a.progress)
+    )
+    return parser
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Run ``scalelab`` with ``argv`` and return its exit code."""
+    args = build_parser().parse_args(argv)
+    run_dir = find_run_dir(args.run_dir)
+    if args.verb == "up" and args.port_offset and args.run_dir is None:
+        # A second stack beside the first needs its own state: one run directory per offset.
+        run_dir = offset_run_dir(run_dir, args.port_offset)
+    # Starting and stopping a stack is local-process business; the other verbs act on
+    # whichever stack runs, local or compose.
+    if args.verb in ("up", "down"):
+        orchestrator = LocalOrchestrator(run_dir, results_dir=getattr(args, "results_dir", None))
+    else:
+        orchestrator = pick_orchestrator(run_dir)
+    return int(args.func(Context(orchestrator), args))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(cli())

@@ -1,0 +1,328 @@
+"""Run an experiment against the running stack: each variant's setup, the load with its timeline, the report.
+
+The load runs in a child process (driver.py) so that Locust's gevent patching stays out of
+this one; this process carries out the timeline, watches the balancing pools and, whatever
+happens, puts the stack back as it found it: knobs back, added instances removed, killed or
+paused ones started or resumed.
+
+Variants run in order and build on each other (the stack is restored once, at the end):
+before each variant's load, its own ``setup`` runs, then the experiment's common ``setup``
+(so that, say, a knob set by the common setup also reaches an instance the variant started).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+from tqdm import tqdm
+
+from scalelab import catalog
+from scalelab.experiments.checks import CheckResult, evaluate
+from scalelab.experiments.measure import counter_deltas, counters, failover_events, failover_metrics
+from scalelab.experiments.outcome import Result, VariantOutcome
+from scalelab.experiments.records import read_csv, request_metrics
+from scalelab.experiments.report import write_report
+from scalelab.experiments.spec import Experiment, Variant, builtin_names
+from scalelab.experiments.spec import load as load_experiment
+from scalelab.experiments.timeline import Executor, Undo, run_timeline, wait_settled
+from scalelab.failover import PoolWatcher
+from scalelab.orchestrators.base import Orchestrator
+from scalelab.stack import StackClient
+
+__all__ = ["DEFAULT_RESULTS_DIR", "ExperimentError", "ProgressCallback", "Target", "list_experiments", "run_experiment"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RESULTS_DIR = "results"
+REQUEST_TIMEOUT_SECONDS = 2.0  # for the control calls (knobs, pool status), not the load
+# Time the driver may take beyond the load itself: starting Python and Locust, and draining.
+DRIVER_STARTUP_SECONDS = 30.0
+# How long to keep watching the pools after the load, so a change right at its end is seen.
+WATCH_AFTER_SECONDS = 0.5
+STDERR_TAIL_CHARS = 2_000
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+ProgressCallback = Callable[[float, str], None]
+
+
+class ExperimentError(RuntimeError):
+    """An experiment could not run (stack unreachable, a setup action refused, the load failed)."""
+
+
+@dataclass
+class Target:
+    """Where an experiment runs: the load balancer's URL, and the stack for actions and readings."""
+
+    base_url: str
+    stack: StackClient | None = None  # None: load only (no setup, timeline, pool or counter readings)
+
+    @classmethod
+    def of(
+        cls,
+        orchestrator: Orchestrator,
+        admin_token: str | Callable[[], str],
+        base_url: str | None = None,
+        timeout: float = REQUEST_TIMEOUT_SECONDS,
+    ) -> Target:
+        """Return the target for a stack run by ``orchestrator`` (the balancer's URL unless ``base_url``)."""
+        token = admin_token if callable(admin_token) else (lambda: admin_token)
+        stack = StackClient(orchestrator, token, timeout)
+        entry = catalog.instance_names(catalog.entry())[0]
+        return cls(base_url or orchestrator.get(entry).url, stack)
+
+
+def list_experiments() -> list[tuple[str, str]]:
+    """Return (name, description) of every built-in experiment."""
+    return [(name, load_experiment(name).description) for name in builtin_names()]
+
+
+class _Progress:
+    """Turn driver progress into one fraction for the whole run: a tqdm bar and the caller's callback."""
+
+    def __init__(self, name: str, variants: int, callback: ProgressCallback | None, bar: bool) -> None:
+        self.variants = variants
+        self.callback = callback
+        self.name = name
+        # The message goes last, so that the bar keeps its place as the message changes.
+        self.bar = tqdm(
+            total=1000, desc=name, disable=not bar, leave=True, bar_format="{percentage:3.0f}%|{bar:30}| {desc}"
+        )
+
+    def update(self, variant: int, fraction: float, message: str) -> None:
+        overall = min(1.0, (variant + max(0.0, min(fraction, 1.0))) / self.variants)
+        self.bar.n = int(overall * 1000)
+        self.bar.set_description_str(f"{self.name}: {message}", refresh=False)
+        self.bar.refresh()
+        if self.callback is not None:
+            try:
+                self.callback(overall, message)
+            except Exception:  # a broken listener must not break the experiment
+                log.exception("experiment progress callback failed")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _results_directory(root: Path, name: str, started: float) -> Path:
+    stamp = datetime.fromtimestamp(started).strftime("%Y%m%d-%H%M%S")
+    candidate = root / f"{stamp}-{name}"
+    suffix = 2
+    while candidate.exists():
+        candidate = root / f"{stamp}-{name}-{suffix}"
+        suffix += 1
+    candidate.mkdir(parents=True)
+    return candidate
+
+
+def _changes_stack(experiment: Experiment) -> bool:
+    return bool(experiment.setup or experiment.timeline or any(variant.setup for variant in experiment.variants))
+
+
+def run_experiment(
+    experiment: Experiment,
+    target: Target,
+    results_dir: str | Path = DEFAULT_RESULTS_DIR,
+    on_progress: ProgressCallback | None = None,
+    progress_bar: bool = True,
+    cancel: threading.Event | None = None,
+) -> Result:
+    """Run every variant of ``experiment`` against ``target``, write the report and return the result.
+
+    ``on_progress(fraction, message)`` is called a few times a second (fraction of the whole
+    run, 0..1); ``cancel``, once set, ends the load early and skips the remaining variants.
+    Raise ExperimentError when it cannot run; the stack is restored either way.
+    """
+    stack = target.stack
+    if stack is None and _changes_stack(experiment):
+        raise ExperimentError(
+            f"{experiment.name} changes the stack (setup or timeline): it needs the stack's orchestrator and admin "
+            "token (run it with `scalelab experiment`)"
+        )
+    cancel = cancel or threading.Event()
+    started = time.time()
+    progress = _Progress(experiment.name, len(experiment.variants), on_progress, progress_bar)
+    undo = Undo(stack) if stack is not None else None
+    executor = Executor(stack, undo) if stack is not None and undo is not None else None
+    outcomes: list[VariantOutcome] = []
+    notes: list[str] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="scalelab-experiment-") as work:
+            for index, variant in enumerate(experiment.variants):
+                if cancel.is_set():
+                    notes.append(f"cancelled before variant {variant.name!r}")
+                    break
+                outcomes.append(
+                    _run_variant(experiment, variant, index, target, executor, progress, cancel, Path(work))
+                )
+    finally:
+        if undo is not None and stack is not None:
+            progress.update(len(experiment.variants) - 1, 1.0, "restoring the stack")
+            notes.extend(undo.restore())
+            settled = wait_settled(stack)
+            if settled:
+                notes.append(f"after restoring: {settled}")
+        progress.close()
+    if cancel.is_set() and not any("cancelled" in note for note in notes):
+        notes.append("cancelled during the run")
+    checks = evaluate(experiment.checks, {outcome.name: outcome.metrics for outcome in outcomes})
+    checks.extend(_action_checks(outcomes))
+    if cancel.is_set():
+        checks.append(CheckResult("run completed", "cancelled", None, None, False, "the run was cancelled"))
+    # Made only now, so that a run that could not happen leaves no empty directory behind.
+    directory = _results_directory(Path(results_dir), experiment.name, started)
+    summary = write_report(directory, experiment, outcomes, checks, target.base_url, started, time.time(), notes)
+    if on_progress is not None:
+        progress.callback = None
+        with contextlib.suppress(Exception):
+            on_progress(1.0, "done: " + ("passed" if summary["passed"] else "FAILED"))
+    return Result(experiment.name, directory, summary["passed"], checks, summary)
+
+
+def _action_checks(outcomes: list[VariantOutcome]) -> list[CheckResult]:
+    """Return a failed check for every timeline action the stack refused: the experiment did not happen as written."""
+    return [
+        CheckResult(f"action {executed.label}", "action", None, outcome.name, False, executed.error)
+        for outcome in outcomes
+        for executed in outcome.actions
+        if not executed.ok
+    ]
+
+
+@dataclass
+class _VariantRun:
+    """One variant being run: what it runs, against what, and where its outcome goes."""
+
+    experiment: Experiment
+    variant: Variant
+    index: int
+    target: Target
+    executor: Executor | None
+    progress: _Progress
+    cancel: threading.Event
+    work: Path
+    outcome: VariantOutcome
+
+
+def _run_variant(
+    experiment: Experiment,
+    variant: Variant,
+    index: int,
+    target: Target,
+    executor: Executor | None,
+    progress: _Progress,
+    cancel: threading.Event,
+    work: Path,
+) -> VariantOutcome:
+    outcome = VariantOutcome(variant.name, namespace=secrets.token_hex(4))
+    run = _VariantRun(experiment, variant, index, target, executor, progress, cancel, work, outcome)
+    stack = target.stack
+    setup = (*variant.setup, *experiment.setup)
+    if setup and executor is not None and stack is not None:
+        progress.update(index, 0.0, f"{variant.name}: setting up")
+        for action in setup:
+            executed = executor.run(action)
+            outcome.setup.append(executed)
+            if not executed.ok:
+                raise ExperimentError(f"setup of {variant.name!r} failed: {executed.label}: {executed.error}")
+        settled = wait_settled(stack)
+        if settled:
+            outcome.notes.append(settled)
+    before = counters(stack) if stack is not None else None
+    watcher = PoolWatcher(stack, count_retries=bool(experiment.timeline)) if stack is not None else None
+    if watcher is not None:
+        watcher.start()
+    try:
+        _drive(run)
+    finally:
+        if watcher is not None:
+            time.sleep(WATCH_AFTER_SECONDS)
+            watcher.stop()
+    outcome.metrics = request_metrics(outcome.records)
+    if stack is not None:
+        outcome.metrics.update(counter_deltas(before, counters(stack)))
+    if watcher is not None:
+        outcome.transitions = list(watcher.transitions)
+        outcome.events = failover_events(outcome.actions, watcher, outcome.records)
+        outcome.metrics.update(failover_metrics(outcome.events))
+    return outcome
+
+
+def _drive(run: _VariantRun) -> None:
+    """Run the driver process for one variant, the timeline beside it; fill in the records and actions."""
+    experiment, variant, index, outcome = run.experiment, run.variant, run.index, run.outcome
+    target, executor, progress, cancel, work = run.target, run.executor, run.progress, run.cancel, run.work
+    plan_path, records_path, log_path = (
+        work / f"{kind}-{index}.{ext}" for kind, ext in (("plan", "json"), ("records", "csv"), ("driver", "log"))
+    )
+    plan = {
+        "base_url": target.base_url,
+        "namespace": outcome.namespace,
+        "variant": variant.name,
+        "load": asdict(experiment.load),
+    }
+    plan_path.write_text(json.dumps(plan))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "scalelab.experiments.driver", str(plan_path), str(records_path)]
+    stop_timeline = threading.Event()
+    timeline: threading.Thread | None = None
+    error = ""
+    limit = DRIVER_STARTUP_SECONDS + experiment.load.expected_seconds() + experiment.load.timeout
+    with (
+        open(log_path, "w") as stderr,
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env) as process,
+    ):
+        watchdog = threading.Timer(limit, process.kill)
+        watchdog.start()
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                kind = event.get("event")
+                if kind == "started":
+                    outcome.t0 = float(event["t0"])
+                    progress.update(index, 0.0, f"{variant.name}: load started")
+                    if experiment.timeline and executor is not None:
+                        timeline = threading.Thread(
+                            target=run_timeline,
+                            args=(executor, experiment.timeline, outcome.t0, outcome.actions, stop_timeline),
+                            name="experiment-timeline",
+                            daemon=True,
+                        )
+                        timeline.start()
+                elif kind == "progress":
+                    message = f"{variant.name}: {event['answered']} answered, {event['errors']} failed"
+                    progress.update(index, float(event["fraction"]), message)
+                elif kind == "error":
+                    error = str(event.get("message", ""))
+                if cancel.is_set() and process.poll() is None:
+                    process.terminate()  # the driver stops handing out requests and writes what it has
+                    stop_timeline.set()
+        finally:
+            watchdog.cancel()
+            if process.poll() is None and (cancel.is_set() or sys.exc_info()[0] is not None):
+                process.kill()
+    if timeline is not None:
+        timeline.join()
+    if process.returncode != 0 or not records_path.exists():
+        tail = log_path.read_text()[-STDERR_TAIL_CHARS:] if log_path.exists() else ""
+        reason = error or f"exit code {process.returncode}"
+        if process.returncode == -9:
+            reason += f" (stopped after {limit:.0f} s)"
+        raise ExperimentError(f"the load of {variant.name!r} failed: {reason}\n{tail}".rstrip())
+    outcome.records = read_csv(records_path)

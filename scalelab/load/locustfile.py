@@ -1,0 +1,105 @@
+"""The live load engine's users: the lab's mix, drawn at random, at the pace the swarm form asks for.
+
+Run by the load engine process (`locust -f scalelab/load/locustfile.py`); the mix, the number
+of hot keys and the pace per user are options that the swarm form (or its API) can change.
+Client-side metrics are served on the Locust web UI at /metrics.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import secrets
+import time
+from typing import Any
+
+from flask import Response
+from locust import events
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from scalelab.load import mix
+from scalelab.load.metrics import ClientMetrics
+from scalelab.load.users import LabUser
+
+METRICS = ClientMetrics(CollectorRegistry())
+HELP = {
+    "data_hot": "weight of /data on a few hot keys (cache-friendly)",
+    "data_new": "weight of /data on ever-new keys (always a cache miss)",
+    "process": "weight of /process",
+    "longtask": "weight of /longtask",
+}
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser: Any) -> None:
+    for endpoint in mix.ENDPOINTS:
+        parser.add_argument(
+            f"--{mix.option_name(endpoint).replace('_', '-')}",
+            type=int,
+            default=int(mix.DEFAULT_MIX[endpoint]),
+            include_in_web_ui=True,
+            help=HELP[endpoint],
+        )
+    parser.add_argument(
+        "--hot-keys", type=int, default=mix.DEFAULT_HOT_KEYS, include_in_web_ui=True, help="how many hot keys"
+    )
+    parser.add_argument(
+        "--rate-per-user",
+        type=float,
+        default=0.0,
+        include_in_web_ui=True,
+        help="requests per second per user; 0 = as fast as the stack answers",
+    )
+
+
+@events.request.add_listener
+def _count(name: str, response_time: float, response: Any, exception: BaseException | None, **_: Any) -> None:
+    METRICS.record(name, response, response_time / 1000, exception is not None)
+
+
+@events.init.add_listener
+def _serve_metrics(environment: Any, **_: Any) -> None:
+    if environment.web_ui is None:
+        return
+
+    @environment.web_ui.app.route("/metrics")
+    def metrics() -> Response:
+        runner = environment.runner
+        METRICS.users.set(runner.user_count if runner is not None else 0)
+        return Response(generate_latest(METRICS.registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+
+class MixSource:
+    """Draw each request from the mix on the swarm form; pace each user at the rate it asks for."""
+
+    def __init__(self) -> None:
+        self._rng = random.Random()
+        self._seed = self._rng.randrange(2**32)
+        self._seq = itertools.count()
+
+    def take(self, user: LabUser) -> tuple[mix.Request, float] | None:
+        options = user.environment.parsed_options
+        weights = {endpoint: getattr(options, mix.option_name(endpoint)) for endpoint in mix.ENDPOINTS}
+        now = time.time()
+        if sum(max(0, weight) for weight in weights.values()) <= 0:
+            return None  # nothing to send: the user stops rather than spin
+        number = next(self._seq)
+        request = mix.request_for(mix.draw(self._rng, weights), number, self._rng, number, self._seed, options.hot_keys)
+        rate = options.rate_per_user
+        due = max(now, getattr(user, "next_due", now)) if rate > 0 else now
+        user.next_due = due + (1.0 / rate if rate > 0 else 0.0)
+        return request, due
+
+    def sent(self, user: LabUser, request: mix.Request, sent_at: float) -> None:
+        """Nothing to note: Locust's statistics and the metrics above count it."""
+
+    def answered(self, user: LabUser, request: mix.Request, sent_at: float, seconds: float, response: Any) -> None:
+        """Nothing to note: the request listener above counts it."""
+
+
+class LiveUser(LabUser):
+    """A user of the live load engine."""
+
+    source = MixSource()
+    namespace = secrets.token_hex(4)

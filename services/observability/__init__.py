@@ -1,1 +1,0 @@
-"""Observability: the Prometheus configuration and the Grafana dashboards, generated from one source."""

@@ -1,0 +1,123 @@
+"""The topology panel: rows from the catalog, a tile per instance, its buttons and its line of figures."""
+
+from __future__ import annotations
+
+import json
+
+from dash import Dash
+
+from dashboard.lab import INSTANCE_ACTIONS, Lab
+from dashboard.panels import topology
+from scalelab import catalog
+from scalelab.stack import Tile
+
+from .support import Callbacks, ids, text
+
+
+def tile(name: str, state: str = "healthy", process: str = "running", **extra) -> Tile:
+    """Return the tile of instance ``name`` on 127.0.0.1."""
+    return Tile(name, catalog.service_of(name), "http://127.0.0.1:1", state, process, **extra)
+
+
+def test_tiers_list_every_service_once_from_the_entry_to_the_helpers():
+    rows = topology.tiers()
+    services = [name for _title, names in rows for name in names]
+    assert sorted(services) == sorted(svc.name for svc in catalog.SERVICES)
+    assert rows[0] == (catalog.entry().title, [catalog.entry().name])
+    assert services.index("gateway") < services.index("microservice") < services.index("database")
+    assert all(svc.runs != "service" for svc in catalog.SERVICES if svc.name in rows[-1][1])
+
+
+def test_a_tile_has_the_instance_buttons_only_when_its_service_is_controllable():
+    for svc in catalog.SERVICES:
+        name = catalog.instance_names(svc)[0]
+        buttons = [
+            i for i in ids(topology.tile_card(tile(name))) if isinstance(i, dict) and i["type"] == "instance-action"
+        ]
+        expected = list(INSTANCE_ACTIONS) if svc.controllable else []
+        assert [b["action"] for b in buttons] == expected, svc.name
+        assert all(b["name"] == name for b in buttons)
+
+
+def test_a_tile_carries_its_instance_name_for_the_page_and_its_tests():
+    card = topology.tile_card(tile("gateway-2")).to_plotly_json()
+    assert card["props"]["data-instance"] == "gateway-2"
+    assert {"type": "tile-state", "name": "gateway-2"} in ids(topology.tile_card(tile("gateway-2")))
+
+
+def test_the_tile_line_shows_what_its_pool_sends_it():
+    rates = {"split.gateways.gateway-1": 12.4, "split.microservices.microservice-3": 3.0}
+    assert topology.tile_detail(tile("gateway-1", in_flight=2), rates) == "12 req/s · 2 in flight"
+    assert topology.tile_detail(tile("microservice-3"), rates) == "3 req/s"
+    assert topology.tile_detail(tile("database", detail="sqlite"), rates) == "sqlite"
+    assert set(topology.SPLITS) == {svc.name for svc in catalog.balanced()}
+
+
+def test_the_card_has_add_and_remove_for_each_service_that_scales():
+    scale = [i for i in ids(topology.card()) if isinstance(i, dict) and i["type"] == "scale"]
+    assert scale == [
+        {"type": "scale", "service": service, "direction": direction}
+        for service in catalog.scalable()
+        for direction in ("out", "in")
+    ]
+
+
+def test_without_a_stack_the_topology_says_how_to_start_one(app: Dash, lab: Lab):
+    topology.register(app, lab)
+    shown = Callbacks(app).fire("instance-names", "data", [])
+    assert "No stack is running" in text(shown["topology.children"])
+
+
+def test_tiles_are_drawn_row_by_row_in_the_order_a_request_travels(app: Dash, lab: Lab):
+    lab.status.tiles = [tile("database"), tile("gateway-1"), tile("load-balancer")]
+    topology.register(app, lab)
+    shown = text(Callbacks(app).fire("instance-names", "data", ["database", "gateway-1", "load-balancer"]))
+    assert shown.index('"load-balancer"') < shown.index('"gateway-1"') < shown.index('"database"')
+
+
+def test_the_instance_names_store_changes_only_when_the_instances_do(app: Dash, lab: Lab):
+    lab.status.tiles = [tile("gateway-1")]
+    topology.register(app, lab)
+    callbacks = Callbacks(app)
+    fire = {"input_id": "tick", "prop": "n_intervals", "value": 3, "output": "instance-names"}
+    assert callbacks.fire(**fire, state={"instance-names": None}) == {"instance-names.data": ["gateway-1"]}
+    assert callbacks.fire(**fire, state={"instance-names": ["gateway-1"]}) is None
+
+
+def test_each_interval_tiles_show_their_state_figures_and_the_buttons_that_make_sense(app: Dash, lab: Lab):
+    lab.status.tiles = [tile("gateway-1", in_flight=1), tile("gateway-2", "down", "stopped")]
+    topology.register(app, lab)
+    (key,) = [key for key in app.callback_map if "tile-state" in key]
+    names = ["gateway-1", "gateway-2", "gateway-3"]  # gateway-3's tile is still drawn, its instance gone
+    presses = [("gateway-1", "kill"), ("gateway-1", "start"), ("gateway-2", "start"), ("gateway-2", "pause")]
+
+    def each(type_: str, prop: str) -> list[dict]:
+        return [{"id": {"type": type_, "name": name}, "property": prop} for name in names]
+
+    buttons = [
+        {"id": {"type": "instance-action", "action": action, "name": name}, "property": "disabled"}
+        for name, action in presses
+    ]
+    body = {
+        "output": key,
+        "outputs": [
+            each("tile-state", "children"),
+            each("tile-state", "color"),
+            each("tile-detail", "children"),
+            buttons,
+        ],
+        "inputs": [
+            {"id": "tick", "property": "n_intervals", "value": 1},
+            {"id": "topology", "property": "children", "value": None},
+        ],
+        "changedPropIds": ["tick.n_intervals"],
+    }
+    answer = Callbacks(app).client.post("/_dash-update-component", json=body).get_json()["response"]
+
+    def shown(type_: str, name: str, prop: str, **extra: str):
+        return answer[json.dumps({"name": name, **extra, "type": type_}, separators=(",", ":"), sort_keys=True)][prop]
+
+    assert [shown("tile-state", n, "children") for n in names] == ["healthy", "down", "gone"]
+    assert [shown("tile-state", n, "color") for n in names] == ["success", "danger", "secondary"]
+    assert shown("tile-detail", "gateway-1", "children") == "1 in flight"
+    assert [shown("instance-action", n, "disabled", action=a) for n, a in presses] == [False, True, False, True]
