@@ -6,16 +6,18 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Generic, TextIO, TypeVar
 
 from scalelab.orchestrators import Orchestrator, find_orchestrator
 
+AnyOrchestrator = TypeVar("AnyOrchestrator", bound=Orchestrator)
+
 
 @dataclass
-class Context:
-    """The state a command works on."""
+class Context(Generic[AnyOrchestrator]):
+    """The state a command works on: ``up`` and ``down`` get a local stack's, the others whichever runs."""
 
-    orchestrator: Orchestrator
+    orchestrator: AnyOrchestrator
     # Looked up when the command runs, so a redirected sys.stdout (tests, pipes) is honoured.
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)

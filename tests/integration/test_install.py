@@ -8,6 +8,7 @@ the source tree (rules, experiments, assets and templates must ship inside the p
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +20,17 @@ from tests.stack import free_offset
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_TIMEOUT = 300
+NOT_SOURCE = (
+    ".git",
+    ".venv",
+    ".lock-venv",
+    ".scalelab*",
+    "build",
+    "results",
+    "test-artifacts",
+    "__pycache__",
+    "*.egg-info",
+)
 VERB_TIMEOUT = 180
 
 
@@ -26,8 +38,12 @@ VERB_TIMEOUT = 180
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Build the wheel and install it (without dependencies: the test's own environment has them)."""
     work = tmp_path_factory.mktemp("install")
+    # A copy of the checkout: building in place would leave build/ behind, and stale files there
+    # would slip into later wheels.
+    source = work / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(work), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(work), str(source)],
         check=True, capture_output=True, timeout=BUILD_TIMEOUT,
     )  # fmt: skip
     wheel = next(work.glob("scalelab-*.whl"))

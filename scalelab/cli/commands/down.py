@@ -7,10 +7,9 @@ from scalelab.cli.context import Context
 from scalelab.orchestrators import LocalOrchestrator
 
 
-def run(ctx: Context) -> exitcodes.ExitCode:
+def run(ctx: Context[LocalOrchestrator]) -> exitcodes.ExitCode:
     """Stop the stack; say so when nothing was running."""
     orchestrator = ctx.orchestrator
-    assert isinstance(orchestrator, LocalOrchestrator), "`scalelab down` stops local processes"
     stopped = orchestrator.down()
     ctx.say(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
     return exitcodes.OK

@@ -40,10 +40,9 @@ def _raise_stop(_signum: int, _frame: FrameType | None) -> None:
     raise _Stop
 
 
-def run(ctx: Context, detach: bool, port_offset: int) -> exitcodes.ExitCode:
+def run(ctx: Context[LocalOrchestrator], detach: bool, port_offset: int) -> exitcodes.ExitCode:
     """Start the stack; stay in the foreground until Ctrl-C unless ``detach``."""
     orchestrator = ctx.orchestrator
-    assert isinstance(orchestrator, LocalOrchestrator), "`scalelab up` starts local processes"
     ctx.say(f"starting ScaleLab from {orchestrator.run_dir} ...")
     started = time.monotonic()
     prometheus = find_prometheus()
