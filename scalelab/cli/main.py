@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from scalelab import catalog
-from scalelab.cli.commands import add, down, experiment, instance, remove, status, up
+from scalelab.cli.commands import add, down, experiment, instance, remove, secrets, status, up
 from scalelab.cli.context import Context, pick_orchestrator
 from scalelab.orchestrators import LocalOrchestrator
 from scalelab.paths import RUN_DIR_ENV, find_run_dir, offset_run_dir
@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("remove", help="take an instance out of rotation, stop it and forget it (scale in)")
     p.add_argument("instance", help=f"an instance of a service that scales ({', '.join(scalable)}), e.g. {example}")
     p.set_defaults(func=lambda ctx, a: remove.run(ctx, a.instance))
+
+    p = verbs.add_parser(
+        "secrets", help="write fresh secrets for the compose stack to .env (docker compose needs them)"
+    )
+    p.add_argument("--env-file", help="where to write them (default: .env beside docker-compose.yml)")
+    p.add_argument("--force", action="store_true", help="replace the secrets of an existing file")
+    p.set_defaults(func=lambda ctx, a: secrets.run(ctx, a.env_file, a.force))
 
     p = verbs.add_parser(
         "experiment",

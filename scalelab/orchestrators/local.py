@@ -52,6 +52,26 @@ LOG_TAIL_LINES = 15
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def process_identity(pid: int | None) -> str | None:
+    """Return what tells process ``pid`` apart from a later one given the same id: boot and start time.
+
+    A recorded pid alone is not enough: after a reboot (or a long wait) another process may
+    have it, and signalling that one would hit a stranger.
+    """
+    if not pid:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = BOOT_ID.read_text().strip()
+    except OSError:
+        return None
+    start_ticks = stat.rpartition(")")[2].split()[19]  # field 22 of proc(5): starttime
+    return f"{boot}:{start_ticks}"
+
+
 def process_state(pid: int | None) -> str:
     """Return ``running``, ``paused`` or ``stopped`` for a process id, from /proc."""
     if not pid:
@@ -115,7 +135,7 @@ class LocalOrchestrator(Orchestrator):
         if held is not None:
             yield held
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the stack's secrets
         with open(self.run_dir / "state.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {"instances": {}}
@@ -151,13 +171,22 @@ class LocalOrchestrator(Orchestrator):
         secrets = self.secrets()
         return secrets.admin_token if secrets else None
 
+    @staticmethod
+    def _live_pid(entry: dict[str, Any]) -> int | None:
+        """Return the instance's pid if that process is still the one this stack started, else None."""
+        pid = entry.get("pid")
+        if pid and entry.get("identity") and process_identity(pid) != entry["identity"]:
+            return None  # the pid now belongs to another process: never signal it
+        return pid
+
     def _info(self, name: str, entry: dict[str, Any]) -> InstanceInfo:
+        pid = self._live_pid(entry)
         return InstanceInfo(
             name,
             entry["service"],
             entry["port"],
-            process_state(entry.get("pid")),
-            entry.get("pid"),
+            process_state(pid),
+            pid,
             entry.get("health_path", "/health"),
         )
 
@@ -223,16 +252,16 @@ class LocalOrchestrator(Orchestrator):
         with self._locked_state() as state:
             entries = state.get("instances", {})
             for name, entry in entries.items():
-                if process_state(entry.get("pid")) != "stopped":
+                if process_state(self._live_pid(entry)) != "stopped":
                     self._signal(entry["pid"], signal.SIGCONT)
                     self._signal(entry["pid"], signal.SIGTERM)
                     stopped.append(name)
             deadline = time.monotonic() + STOP_GRACE_SECONDS
             for entry in entries.values():
-                while process_state(entry.get("pid")) != "stopped" and time.monotonic() < deadline:
+                while process_state(self._live_pid(entry)) != "stopped" and time.monotonic() < deadline:
                     self.reap()
                     time.sleep(POLL_SECONDS)
-                if process_state(entry.get("pid")) != "stopped":
+                if process_state(self._live_pid(entry)) != "stopped":
                     self._signal(entry["pid"], signal.SIGKILL)
                 entry["pid"] = None
         self.reap()
@@ -379,6 +408,7 @@ class LocalOrchestrator(Orchestrator):
                 )
             _CHILDREN[process.pid] = process
             entry["pid"] = process.pid
+            entry["identity"] = process_identity(process.pid)
 
     def _wait_healthy(self, name: str, timeout: float = HEALTH_TIMEOUT_SECONDS) -> None:
         info = self.get(name)

@@ -60,6 +60,10 @@ def compose_stack() -> Iterator[None]:
             client.images.get(image)
         except Exception:
             pytest.skip(f"base image {image} is not on this engine and no registry gave it; .ci/docker-setup builds it")
+    if not (REPO / ".env").exists():  # the stack's secrets, made once per checkout
+        from scalelab.cli.main import cli
+
+        assert cli(["secrets", "--env-file", str(REPO / ".env")]) == 0
     taken = []
     for name, port in published_ports().items():
         with socket.socket() as sock:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import yaml
 
-from scalelab.generate.compose import COMPOSE_FILE, render
+from scalelab.generate.compose import COMPOSE_FILE, COMPOSE_SECRETS, render
 from scalelab.topology import lab_ports
 
 PORTS = lab_ports()
@@ -83,8 +84,8 @@ def test_dashboard_controls_the_stack_through_the_docker_socket_inside_the_netwo
     assert env["SCALELAB_ORCHESTRATOR"] == "docker" and env["DASHBOARD_DOCKER_IN_NETWORK"] == "1"
     assert (env["DASHBOARD_HOST"], env["DASHBOARD_PORT"]) == ("0.0.0.0", "8050")
     # Secrets come from .env, never as literals in the file.
-    assert env["DASHBOARD_PASSWORD"] == "${SCALELAB_DASHBOARD_PASSWORD}"
-    assert env["SCALELAB_ADMIN_TOKEN"] == "${SCALELAB_ADMIN_TOKEN}"
+    assert env["DASHBOARD_PASSWORD"].startswith("${SCALELAB_DASHBOARD_PASSWORD:?")
+    assert env["SCALELAB_ADMIN_TOKEN"].startswith("${SCALELAB_ADMIN_TOKEN:?")
     assert env["DASHBOARD_PROMETHEUS_URL"] == "http://prometheus:9090"
     assert env["DASHBOARD_LOADGEN_URL"] == "http://loadgen:8089"
     assert env["DASHBOARD_GRAFANA_URL"] == "http://127.0.0.1:3000"
@@ -116,13 +117,28 @@ def test_data_lives_in_named_volumes() -> None:
     assert compose["services"]["worker"]["volumes"] == ["worker-data:/data"]
 
 
-def test_project_is_named_in_env_file() -> None:
-    env = dict(
-        line.split("=", 1) for line in (REPO / ".env").read_text().splitlines() if "=" in line and line[0] != "#"
-    )
+def test_no_secret_is_committed_and_compose_refuses_to_start_without_one() -> None:
+    # Every variable the compose file uses is a secret that must be set, with a message saying how.
+    used = dict(re.findall(r"\$\{(\w+):\?([^}]*)\}", COMPOSE_FILE.read_text()))
+    assert set(used) == set(COMPOSE_SECRETS)
+    assert all("scalelab secrets" in message for message in used.values())
+    assert "${" not in re.sub(r"\$\{\w+:\?[^}]*\}", "", COMPOSE_FILE.read_text())
+    assert ".env" in (REPO / ".gitignore").read_text().split()
+    grafana = _compose()["services"]["grafana"]["environment"]
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"].startswith("${SCALELAB_GRAFANA_PASSWORD:?")
+
+
+def test_scalelab_secrets_writes_fresh_ones_readable_by_the_owner_only(tmp_path: Path, capsys) -> None:
+    from scalelab.cli.main import cli
+
+    target = tmp_path / ".env"
+    assert cli(["secrets", "--env-file", str(target)]) == 0
+    env = dict(line.split("=", 1) for line in target.read_text().splitlines() if "=" in line and line[0] != "#")
     assert env["COMPOSE_PROJECT_NAME"] == "scalelab"
-    assert env["SCALELAB_JWT_SECRET"] and env["SCALELAB_ADMIN_TOKEN"] and env["SCALELAB_DASHBOARD_PASSWORD"]
-    # Every variable the compose file uses is set there.
-    used = set(re.findall(r"\$\{(\w+)\}", COMPOSE_FILE.read_text()))
-    assert used == {"SCALELAB_JWT_SECRET", "SCALELAB_ADMIN_TOKEN", "SCALELAB_DASHBOARD_PASSWORD"}
-    assert used <= set(env)
+    assert set(COMPOSE_SECRETS) <= set(env) and all(len(env[name]) >= 32 for name in COMPOSE_SECRETS)
+    assert target.stat().st_mode & 0o777 == 0o600
+    again = tmp_path / "again.env"
+    assert cli(["secrets", "--env-file", str(again)]) == 0
+    assert again.read_text() != target.read_text()  # every run makes its own
+    assert cli(["secrets", "--env-file", str(target)]) == 1  # never replaced by accident
+    assert "scalelab secrets --force" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from scalelab.orchestrators import LocalOrchestrator, OrchestratorError, UnknownInstance
-from scalelab.orchestrators.local import process_state
+from scalelab.orchestrators.local import process_identity, process_state
 from tests.unit.support import wait_for
 
 
@@ -111,3 +111,34 @@ def test_a_stopped_instance_is_forgotten_and_leaves_the_peers_environment(tmp_pa
         assert state["instances"][gateway]["env"]["GATEWAY_MICROSERVICES"] == (
             "microservice-2=http://127.0.0.1:2,microservice-3=http://127.0.0.1:3"
         )
+
+
+def test_a_recorded_pid_now_owned_by_another_process_is_never_signalled(tmp_path, sleepers):
+    # As after a reboot: the state names a pid, but the process there is not the one that was started.
+    stranger = sleepers.start()
+    state = write_state(tmp_path, {"cache": stranger})
+    state["instances"]["cache"]["identity"] = "another-boot:12345"
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    orchestrator = LocalOrchestrator(tmp_path)
+    assert orchestrator.get("cache").state == "stopped"
+    assert orchestrator.get("cache").pid is None
+    assert orchestrator.down() == []
+    assert process_state(stranger) == "running"
+
+
+def test_the_process_a_stack_started_is_recognised_and_stopped(tmp_path, sleepers):
+    own = sleepers.start()
+    state = write_state(tmp_path, {"cache": own})
+    state["instances"]["cache"]["identity"] = process_identity(own)
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    orchestrator = LocalOrchestrator(tmp_path)
+    assert orchestrator.get("cache").pid == own
+    assert orchestrator.down() == ["cache"]
+    sleepers.processes[-1].wait(5)
+    assert process_state(own) == "stopped"
+
+
+def test_the_state_holding_the_secrets_is_readable_by_its_owner_only(tmp_path):
+    write_state(tmp_path, {})
+    LocalOrchestrator(tmp_path).down()  # rewrites the state under its lock
+    assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o600
