@@ -35,6 +35,10 @@ __all__ = ["INSTANCE_ACTIONS", "KNOBS", "ExperimentRun", "Knob", "Lab", "LabStat
 log = logging.getLogger(__name__)
 
 INSTANCE_ACTIONS = ("kill", "pause", "resume", "start")
+# What a press can be, as the action log labels it (a fixed set: label values stay bounded).
+PRESS_KINDS = (*INSTANCE_ACTIONS, "add", "remove", "knob", "load-start", "load-stop", "experiment", "invalid")
+REFUSED_TARGET = "refused"
+_SERVICE_NAMES = frozenset(svc.name for svc in catalog.SERVICES)
 GRAFANA_PROBE_SECONDS = 10.0
 ACTION_WORKERS = 4
 REFRESH_TIMINGS_KEPT = 600
@@ -266,10 +270,30 @@ class Lab:
         self.refresh_soon()
         return action
 
-    def instance_action(self, kind: str, name: str) -> Action:
-        """Kill, pause, resume or start an instance in the background; return the logged action."""
+    def refuse(self, kind: str, message: str, target: str = REFUSED_TARGET) -> Action:
+        """Log a press the page will not carry out (a value no control of the page could send) and return it.
+
+        Its target is a fixed word unless the caller vouches for it: values from the browser
+        never become metric labels.
+        """
+        action = self.actions.begin(kind if kind in PRESS_KINDS else "invalid", target)
+        return self.actions.finish(action, False, message)
+
+    def _instance_names(self) -> set[str]:
+        return {tile.name for tile in self.status.tiles} | {info.name for info in self._instances}
+
+    def instance_action(self, kind: str, name: Any) -> Action:
+        """Kill, pause, resume or start an instance in the background; return the logged action.
+
+        Only the stack's own instances, and only those the page offers buttons for.
+        """
         if kind not in INSTANCE_ACTIONS:
-            raise ValueError(f"unknown action {kind!r}; use one of {', '.join(INSTANCE_ACTIONS)}")
+            return self.refuse("invalid", f"unknown action; the page offers {', '.join(INSTANCE_ACTIONS)}")
+        if not isinstance(name, str) or name not in self._instance_names():
+            return self.refuse(kind, "no such instance in this stack")
+        service = service_of(name)
+        if service in _SERVICE_NAMES and not catalog.service(service).controllable:
+            return self.refuse(kind, f"{name} has no {kind} button", target=name)
         orchestrator = self.stack.orchestrator
         action = actions.parse(kind, name)
 
@@ -302,7 +326,7 @@ class Lab:
         """Add (``out``) or remove (``in``) one instance of a gateway or microservice, in the background."""
         scalable = catalog.scalable()
         if service not in scalable or direction not in ("out", "in"):
-            raise ValueError(f"scale out or in one of {', '.join(scalable)}, not {direction!r} {service!r}")
+            return self.refuse("add" if direction == "out" else "remove", f"only {', '.join(scalable)} scale")
         orchestrator = self.stack.orchestrator
 
         def work(_action: Action) -> str:
@@ -319,12 +343,23 @@ class Lab:
         return self._submit("add" if direction == "out" else "remove", service, work)
 
     def set_knob(self, key: str, value: Any, instance: str | None = None) -> Action:
-        """Set a knob on every instance of its service (or on ``instance`` only), in the background."""
-        knob = KNOBS.get(key)
+        """Set a knob on every instance of its service (or on ``instance`` only), in the background.
+
+        The value is checked against the catalog's kind and limits first: the browser may send anything.
+        """
+        knob = KNOBS.get(key) if isinstance(key, str) else None
         if knob is None:
-            raise ValueError(f"unknown knob {key!r}")
-        if instance is not None and service_of(instance) != knob.service:
-            raise ValueError(f"{knob.label} is a {knob.service} setting; {instance} is not a {knob.service}")
+            return self.refuse("knob", "no such knob on this page")
+        if instance is not None and (
+            not isinstance(instance, str)
+            or instance not in self._instance_names()
+            or service_of(instance) != knob.service
+        ):
+            return self.refuse("knob", f"{knob.label} is set on a {knob.service} of this stack", target=knob.service)
+        try:
+            value = knob.spec.coerce(value)
+        except ValueError as exc:
+            return self.refuse("knob", str(exc), target=knob.service)
 
         def work(_action: Action) -> str:
             change = actions.SetKnobs(instance or knob.service, {knob.knob: value})
@@ -333,7 +368,11 @@ class Lab:
         return self._submit("knob", instance or knob.service, work, detail=f"{knob.knob}={value}")
 
     def start_load(self, plan: LoadPlan) -> Action:
-        """Start the load engine with ``plan`` in the background."""
+        """Start the load engine with ``plan`` in the background (refused at once when the plan cannot run)."""
+        try:
+            plan.validate()
+        except ValueError as exc:
+            return self.refuse("load-start", str(exc), target="loadgen")
 
         def work(_action: Action) -> str:
             self.load.start(plan)  # validates first: a bad plan shows as a failed action
@@ -362,11 +401,13 @@ class Lab:
         """Run a built-in experiment against this stack in the background (one at a time)."""
         from scalelab.experiments import Target, builtin_names, load_experiment, run_experiment
 
-        if name not in builtin_names():  # the page offers the built-in ones only, never a path
-            raise ValueError(f"no built-in experiment named {name!r}")
+        if not isinstance(name, str) or name not in builtin_names():  # the listed ones only, never a path
+            return self.refuse("experiment", "the page runs the built-in experiments it lists, nothing else")
         with self._experiment_lock:
             if self.experiment.running:
-                raise ValueError(f"{self.experiment.name} is still running; wait for it to finish")
+                return self.refuse(
+                    "experiment", f"{self.experiment.name} is still running; wait for it to finish", name
+                )
             self.experiment = ExperimentRun(name=name, running=True, message="starting")
 
         def progress(fraction: float, message: str) -> None:

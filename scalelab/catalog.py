@@ -11,6 +11,7 @@ several standard instances or one that scales, the bare service name (``cache``)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -69,6 +70,28 @@ class Knob:
     choices: tuple[str, ...] = ()
     per_instance: bool = False  # the page sets it on one chosen instance, not on all of them
     on_page: bool = True  # a row of the page's knobs (the others are set by experiments and the API)
+
+    def coerce(self, value: Any) -> Any:
+        """Return ``value`` as this knob takes it; raise ValueError saying what it takes otherwise."""
+        if self.kind == "switch":
+            if not isinstance(value, bool):
+                raise ValueError(f"{self.label} is on or off, not {value!r}")
+            return value
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise ValueError(f"{self.label} is one of {', '.join(self.choices)}, not {value!r}")
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"{self.label} takes a number, not {value!r}") from None
+        if isinstance(value, bool) or not math.isfinite(number):
+            raise ValueError(f"{self.label} takes a number, not {value!r}")
+        low = -math.inf if self.minimum is None else self.minimum
+        high = math.inf if self.maximum is None else self.maximum
+        if not low <= number <= high:
+            raise ValueError(f"{self.label} must be from {low:g} to {high:g}{' ' + self.unit if self.unit else ''}")
+        return number
 
 
 @dataclass(frozen=True)

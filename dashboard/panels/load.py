@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -86,17 +87,26 @@ def load_status(load: dict[str, Any], problem: str) -> Any:
 
 
 def plan_from_form(users: Any, rate: Any, duration: Any, hot_keys: Any, *mix: Any) -> LoadPlan:
-    """Return the plan the form describes (an empty field counts as 0; the engine validates the rest)."""
+    """Return the plan the form describes (an empty field counts as 0); raise ValueError for a field that is
+    not a number (the browser may send anything), naming the field."""
 
-    def number(value: Any, kind: type) -> Any:
-        return kind(value) if value not in (None, "") else kind(0)
+    def number(value: Any, kind: type, field: str = "") -> Any:
+        if value in (None, ""):
+            return kind(0)
+        try:
+            parsed = float(value)
+            if isinstance(value, bool) or not math.isfinite(parsed) or (kind is int and parsed != int(parsed)):
+                raise ValueError
+            return kind(parsed)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"{field or 'a load field'} must be a {'whole ' if kind is int else ''}number") from None
 
     return LoadPlan(
-        users=number(users, int),
-        rate=number(rate, float),
-        duration=number(duration, int),
-        hot_keys=number(hot_keys, int),
-        **{option: number(value, int) for option, value in zip(MIX_OPTIONS, mix, strict=True)},
+        users=number(users, int, "users"),
+        rate=number(rate, float, "target req/s"),
+        duration=number(duration, int, "duration"),
+        hot_keys=number(hot_keys, int, "hot keys"),
+        **{option: number(value, int, option) for option, value in zip(MIX_OPTIONS, mix, strict=True)},
     )
 
 
@@ -118,7 +128,11 @@ def register(app: Dash, lab: Lab) -> None:
         prevent_initial_call=True,
     )
     def load_start(_n: int, users: Any, rate: Any, duration: Any, hot_keys: Any, *mix: Any) -> Any:
-        return lab.start_load(plan_from_form(users, rate, duration, hot_keys, *mix)).label
+        try:
+            plan = plan_from_form(users, rate, duration, hot_keys, *mix)
+        except ValueError as exc:
+            return lab.refuse("load-start", str(exc), target="loadgen").label
+        return lab.start_load(plan).label
 
     @app.callback(
         Output("action-sink", "children", allow_duplicate=True),

@@ -17,6 +17,10 @@ __all__ = ["MIX_OPTIONS", "LoadEngine", "LoadEngineError", "LoadPlan"]
 # The locustfile's options for the request mix, as the swarm form names them.
 MIX_OPTIONS = tuple(mix.option_name(endpoint) for endpoint in mix.ENDPOINTS)
 MAX_USERS = 500
+MAX_RATE = 5_000.0  # requests/s for all users together: far past what one machine's stack answers
+MAX_DURATION_SECONDS = 24 * 3600
+MAX_HOT_KEYS = 1_000_000
+MAX_WEIGHT = 1_000_000
 
 
 class LoadEngineError(RuntimeError):
@@ -42,13 +46,15 @@ class LoadPlan:
         """Raise ValueError with a readable message when the plan cannot run."""
         if not 1 <= self.users <= MAX_USERS:
             raise ValueError(f"users must be from 1 to {MAX_USERS}")
-        if self.rate < 0 or self.duration < 0:
-            raise ValueError("rate and duration cannot be negative")
+        if not 0 <= self.rate <= MAX_RATE:
+            raise ValueError(f"target req/s must be from 0 (as fast as answers come) to {MAX_RATE:g}")
+        if not 0 <= self.duration <= MAX_DURATION_SECONDS:
+            raise ValueError(f"duration must be from 0 (until stopped) to {MAX_DURATION_SECONDS} s")
         weights = [getattr(self, option) for option in MIX_OPTIONS]
-        if any(weight < 0 for weight in weights) or sum(weights) == 0:
+        if any(not 0 <= weight <= MAX_WEIGHT for weight in weights) or sum(weights) == 0:
             raise ValueError("the mix needs at least one endpoint with a positive weight")
-        if self.hot_keys < 1:
-            raise ValueError("hot keys must be at least 1")
+        if not 1 <= self.hot_keys <= MAX_HOT_KEYS:
+            raise ValueError(f"hot keys must be from 1 to {MAX_HOT_KEYS}")
 
     def form(self, host: str | None) -> dict[str, Any]:
         """Return the form Locust's /swarm expects."""

@@ -19,11 +19,14 @@ def test_the_default_plan_is_valid():
     [
         (LoadPlan(users=0), f"users must be from 1 to {MAX_USERS}"),
         (LoadPlan(users=MAX_USERS + 1), f"users must be from 1 to {MAX_USERS}"),
-        (LoadPlan(rate=-1), "rate and duration cannot be negative"),
-        (LoadPlan(duration=-5), "rate and duration cannot be negative"),
+        (LoadPlan(rate=-1), "target req/s must be from 0"),
+        (LoadPlan(rate=1e9), "target req/s must be from 0"),
+        (LoadPlan(duration=-5), "duration must be from 0"),
+        (LoadPlan(duration=10**9), "duration must be from 0"),
         (LoadPlan(mix_data_hot=0, mix_data_new=0, mix_process=0, mix_longtask=0), "at least one endpoint"),
         (LoadPlan(mix_process=-1), "at least one endpoint"),
-        (LoadPlan(hot_keys=0), "hot keys must be at least 1"),
+        (LoadPlan(hot_keys=0), "hot keys must be from 1"),
+        (LoadPlan(mix_process=10**12), "at least one endpoint"),
     ],
 )
 def test_validate_says_what_is_wrong(plan, message):

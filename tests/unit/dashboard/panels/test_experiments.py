@@ -58,4 +58,5 @@ def test_running_an_unknown_experiment_is_a_failed_action(app: Dash, lab: Lab):
     assert callbacks.fire("experiment-run", "n_clicks", 1, state={"experiment-name": None}) is None
     callbacks.fire("experiment-run", "n_clicks", 2, state={"experiment-name": "../etc/passwd"})
     action = lab.actions.latest()
-    assert action.outcome == "failed" and "no built-in experiment named" in action.message
+    assert action.outcome == "failed" and "the built-in experiments it lists" in action.message
+    assert action.target == "refused"  # a value from the browser never becomes a metric label
