@@ -8,12 +8,13 @@ Client-side metrics are served on the Locust web UI at /metrics.
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import secrets
 import time
 from typing import Any
 
-from flask import Response
+from flask import Response, request
 from locust import events
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -62,6 +63,17 @@ def _count(name: str, response_time: float, response: Any, exception: BaseExcept
 def _serve_metrics(environment: Any, **_: Any) -> None:
     if environment.web_ui is None:
         return
+    target = (environment.host or "").rstrip("/")
+
+    @environment.web_ui.app.before_request
+    def only_the_stack() -> Response | None:
+        # The engine sends load to the stack it was started for (--host), never to a host a
+        # request names: the swarm form must not turn it against anything else.
+        asked = (request.form.get("host") or "").rstrip("/") if request.path == "/swarm" else ""
+        if asked and asked != target:
+            body = {"success": False, "message": f"this load engine only targets {target}, not {asked}"}
+            return Response(json.dumps(body), status=403, content_type="application/json")
+        return None
 
     @environment.web_ui.app.route("/metrics")
     def metrics() -> Response:

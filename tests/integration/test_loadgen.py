@@ -49,3 +49,12 @@ def test_load_starts_and_stops_through_the_api_and_is_counted(healthy_stack: Sta
     finally:
         assert requests.post(loadgen + "/stop", timeout=T).json()["success"] is True
     wait_for(lambda: requests.get(loadgen + "/stats/requests", timeout=T).json()["state"] == "stopped")
+
+
+def test_the_load_engine_only_targets_its_own_stack(healthy_stack: Stack) -> None:
+    loadgen = healthy_stack.url("loadgen")
+    form = {"user_count": 1, "spawn_rate": 1, "host": "http://127.0.0.1:9"}
+    refused = requests.post(loadgen + "/swarm", data=form, timeout=T)
+    assert refused.status_code == 403
+    assert "only targets " + healthy_stack.lb in refused.json()["message"]
+    assert requests.get(loadgen + "/stats/requests", timeout=T).json()["state"] != "running"
