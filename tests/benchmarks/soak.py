@@ -1,0 +1,185 @@
+"""Soak the stack: half its measured capacity for ten minutes, and watch that nothing grows or fails.
+
+A script, not a test: it prints figures. It starts its own stack on spare ports (or uses one
+already running with --run-dir), measures what the stack answers unpaced with the lab's default
+mix (the load engine, Locust, at 32 users), then sends half of that, paced, for --minutes. After
+a warm-up it reads every instance's resident memory, open files and threads from /proc (its
+whole process tree) every --every seconds, and at the end says whether there were errors, and
+whether any instance's memory left a 10 % band around its warmed-up value or its open files or
+threads grew.
+
+    python -m tests.benchmarks.soak [--minutes 10] [--warmup 60] [--every 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from scalelab.cli.main import cli
+from scalelab.load.engine import LoadEngine, LoadPlan
+from scalelab.orchestrators import LocalOrchestrator
+
+PORT_OFFSET = 31_000
+CAPACITY_USERS = 32
+CAPACITY_SECONDS = 20
+SOAK_USERS = 24
+MEMORY_BAND = 0.10
+PAGE = os.sysconf("SC_PAGE_SIZE")
+REQUEST_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What one instance's process tree holds: resident memory (bytes), open files and threads."""
+
+    rss: int
+    files: int
+    threads: int
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            tree.setdefault(parent, []).append(int(entry.name))
+    return tree
+
+
+def footprint(pid: int, tree: dict[int, list[int]]) -> Footprint:
+    """Return the footprint of ``pid`` and every process below it."""
+    rss = files = threads = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        pending.extend(tree.get(current, []))
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+            rss += int(fields[21]) * PAGE  # field 24 of proc(5): rss in pages
+            threads += int(fields[17])  # field 20: num_threads
+            files += len(os.listdir(f"/proc/{current}/fd"))
+        except OSError:
+            continue
+    return Footprint(rss, files, threads)
+
+
+def snapshot(orchestrator: LocalOrchestrator) -> dict[str, Footprint]:
+    """Return the footprint of every running instance."""
+    tree = _children()
+    return {info.name: footprint(info.pid, tree) for info in orchestrator.instances() if info.pid}
+
+
+def failures(engine: LoadEngine) -> tuple[int, int]:
+    """Return (requests, failures) the load engine counted so far."""
+    stats = engine.stats()
+    total = next((row for row in stats.get("stats", []) if row.get("name") == "Aggregated"), {})
+    return int(total.get("num_requests", 0)), int(total.get("num_failures", 0))
+
+
+@contextmanager
+def stack(run_dir: str | None) -> Iterator[LocalOrchestrator]:
+    """Use the stack running from ``run_dir``, or start one on spare ports for the soak."""
+    if run_dir:
+        yield LocalOrchestrator(run_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="scalelab-soak-") as tmp:
+        if cli(["--run-dir", tmp, "up", "--detach", "--port-offset", str(PORT_OFFSET)]) != 0:
+            sys.exit("could not start the stack for the soak")
+        try:
+            yield LocalOrchestrator(tmp)
+        finally:
+            cli(["--run-dir", tmp, "down"])
+
+
+def measure_capacity(engine: LoadEngine) -> float:
+    """Return the median req/s the stack answers unpaced with the default mix."""
+    engine.start(LoadPlan(users=CAPACITY_USERS, rate=0))
+    rates = []
+    try:
+        time.sleep(5)  # the users connect and the caches fill
+        for _ in range(CAPACITY_SECONDS):
+            time.sleep(1)
+            rates.append(float(engine.stats().get("current_rps", 0.0)))
+    finally:
+        engine.stop()
+    return statistics.median(rates)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure capacity, soak at half of it, and print what changed."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=60.0, help="seconds before the reference footprint")
+    parser.add_argument("--every", type=float, default=30.0, help="seconds between footprint readings")
+    parser.add_argument("--rate", type=float, help="soak at this req/s instead of half the measured capacity")
+    parser.add_argument("--run-dir", help="soak the stack running from this run directory")
+    args = parser.parse_args(argv)
+
+    with stack(args.run_dir) as orchestrator:
+        engine = LoadEngine(orchestrator.get("loadgen").url, REQUEST_TIMEOUT)
+        capacity = measure_capacity(engine) if args.rate is None else 2 * args.rate
+        rate = round(capacity / 2, 1)
+        print(f"capacity (default mix, {CAPACITY_USERS} users, unpaced): {capacity:.0f} req/s; soaking at {rate} req/s")
+        time.sleep(3)  # the capacity run's last answers
+        engine.start(LoadPlan(users=SOAK_USERS, rate=rate))
+        started = time.monotonic()
+        try:
+            time.sleep(args.warmup)
+            reference = snapshot(orchestrator)
+            before = failures(engine)
+            readings = [reference]
+            end = started + args.minutes * 60
+            while time.monotonic() < end:
+                time.sleep(min(args.every, max(0.0, end - time.monotonic())))
+                readings.append(snapshot(orchestrator))
+                sent, failed = failures(engine)
+                print(f"{(time.monotonic() - started) / 60:5.1f} min  {sent} requests, {failed} failed")
+            after = failures(engine)
+        finally:
+            engine.stop()
+
+    final = readings[-1]
+    print(f"\n{'instance':<16}{'RSS MiB warm':>14}{'RSS MiB end':>13}{'change':>9}{'files':>11}{'threads':>11}")
+    problems = []
+    for name, ref in sorted(reference.items()):
+        end_fp = final.get(name)
+        if end_fp is None:
+            problems.append(f"{name} was gone at the end")
+            continue
+        change = (end_fp.rss - ref.rss) / ref.rss if ref.rss else 0.0
+        peak_files = max(r[name].files for r in readings if name in r)
+        peak_threads = max(r[name].threads for r in readings if name in r)
+        print(
+            f"{name:<16}{ref.rss / 2**20:>14.1f}{end_fp.rss / 2**20:>13.1f}{change:>+9.1%}"
+            f"{f'{ref.files}->{end_fp.files}':>11}{f'{ref.threads}->{end_fp.threads}':>11}"
+        )
+        if abs(change) > MEMORY_BAND:
+            problems.append(f"{name}: resident memory {change:+.1%} since warm-up")
+        if end_fp.files > ref.files or peak_files > ref.files + 8:
+            problems.append(f"{name}: open files {ref.files} -> {end_fp.files} (peak {peak_files})")
+        if end_fp.threads > ref.threads:
+            problems.append(f"{name}: threads {ref.threads} -> {end_fp.threads} (peak {peak_threads})")
+    sent, failed = after[0] - before[0], after[1] - before[1]
+    print(f"\nafter warm-up: {sent} requests, {failed} failed, over {args.minutes:g} min at {rate} req/s")
+    if failed:
+        problems.append(f"{failed} requests failed")
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    print("soak passed" if not problems else "soak FAILED")
+    return 0 if not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
