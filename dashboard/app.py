@@ -7,6 +7,7 @@ against any stack.
 from __future__ import annotations
 
 import hmac
+import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +27,7 @@ from scalelab.orchestrators import find_orchestrator
 from scalelab.orchestrators.base import Orchestrator, OrchestratorError
 from scalelab.paths import find_run_dir
 from services.kit.config import load_config
+from services.kit.origin import refusal
 
 __all__ = ["ASSETS", "PASSWORD_USER", "admin_token_source", "create_app", "orchestrator_for", "serve"]
 
@@ -81,6 +83,16 @@ def create_app(lab: Lab) -> Dash:
     app.layout = lambda: page(lab)
     register(app, lab)
     server = app.server
+
+    hosts = config.hosts
+
+    @server.before_request
+    def same_site_only() -> Any:
+        # Before the password: a page on another site, or one reached by a rebound name, gets nothing.
+        message = refusal(request.method, request.headers, hosts)
+        if message is None:
+            return None
+        return Response(json.dumps({"error": message, "status": 403}), 403, content_type="application/json")
 
     @server.before_request
     def password() -> Any:

@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.kit.config import ConfigError, setting
+from services.kit.origin import allowed_hosts
 
 __all__ = ["LOOPBACK", "DashboardConfig"]
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+WILDCARDS = ("0.0.0.0", "::", "")
 
 
 @dataclass
@@ -20,6 +22,14 @@ class DashboardConfig:
     """Settings of the control app (``python -m dashboard``)."""
 
     host: str = setting("127.0.0.1", "DASHBOARD_HOST", "Address the page is served on; not loopback needs a password.")
+    instance: str = setting(
+        "dashboard", "SCALELAB_INSTANCE", "Its name; inside a compose network, a host it answers to."
+    )
+    allowed_hosts: list[str] = setting(
+        [],
+        "SCALELAB_ALLOWED_HOSTS",
+        "More host names the page answers to, comma separated (* for any); it always answers to this machine's.",
+    )
     port: int = setting(8050, "DASHBOARD_PORT", "Port of the page.")
     password: str = setting(
         "", "DASHBOARD_PASSWORD", "Password (user `scalelab`) required when DASHBOARD_HOST is not loopback."
@@ -61,6 +71,17 @@ class DashboardConfig:
         if not 0.2 <= self.refresh_seconds <= 60:
             raise ConfigError(f"DASHBOARD_REFRESH_SECONDS={self.refresh_seconds} must be between 0.2 and 60")
         self.grafana_probe_url = self.grafana_probe_url or self.grafana_url
+        _ = self.hosts  # a malformed SCALELAB_ALLOWED_HOSTS stops the page at start, naming it
+
+    @property
+    def hosts(self) -> frozenset[str]:
+        """Return the Host names the page answers to (a browser reaching it by any other name is refused)."""
+        # The address it is served on is one of its names (an IPv6 one written as a Host header writes it).
+        named = [] if self.host in WILDCARDS else [f"[{self.host}]" if ":" in self.host else self.host]
+        try:
+            return allowed_hosts(self.instance, [*self.allowed_hosts, *named])
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     @property
     def needs_password(self) -> bool:

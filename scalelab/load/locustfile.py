@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
 import secrets
 import time
@@ -22,6 +23,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from scalelab.load import mix
 from scalelab.load.metrics import ClientMetrics
 from scalelab.load.users import LabUser
+from services.kit.origin import ALLOWED_HOSTS_ENV, allowed_hosts, refusal
 
 METRICS = ClientMetrics(CollectorRegistry())
 HELP = {
@@ -64,6 +66,15 @@ def _serve_metrics(environment: Any, **_: Any) -> None:
     if environment.web_ui is None:
         return
     target = (environment.host or "").rstrip("/")
+    hosts = allowed_hosts(os.environ.get("SCALELAB_INSTANCE", ""), os.environ.get(ALLOWED_HOSTS_ENV, "").split(","))
+
+    @environment.web_ui.app.before_request
+    def same_site_only() -> Response | None:
+        # No other site's page, and no page reached by a rebound name, may start or stop the load.
+        message = refusal(request.method, request.headers, hosts)
+        if message is None:
+            return None
+        return Response(json.dumps({"success": False, "message": message}), status=403, content_type="application/json")
 
     @environment.web_ui.app.before_request
     def only_the_stack() -> Response | None:

@@ -206,3 +206,41 @@ def test_without_a_token_or_a_started_stack_the_admin_token_says_what_to_do(tmp_
     token = admin_token_source(config(run_dir=str(tmp_path)), LocalOrchestrator(tmp_path))
     with pytest.raises(OrchestratorError, match="set SCALELAB_ADMIN_TOKEN or start the stack with `scalelab up`"):
         token()
+
+
+UPDATE = "/_dash-update-component"
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8050", "127.0.0.1.evil.example", ""])
+def test_a_name_that_is_not_the_pages_own_is_refused(page: FlaskClient, host: str):
+    # DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 reads nothing here.
+    answer = page.get("/", headers={"Host": host})
+    assert answer.status_code == 403
+    assert "SCALELAB_ALLOWED_HOSTS" in answer.get_json()["error"]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8050", "localhost:8050", "[::1]:8050", "dashboard:8050"])
+def test_the_pages_own_names_are_served(page: FlaskClient, host: str):
+    assert page.get("/", headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("origin", "status"),
+    [("http://evil.example", 403), ("null", 403), ("http://127.0.0.1:8050", 200), ("http://localhost:8050", 200)],
+)
+def test_a_press_from_another_site_is_refused(page: FlaskClient, origin: str, status: int):
+    body = {
+        "output": "action-sink.children",
+        "outputs": {"id": "action-sink", "property": "children"},
+        "inputs": [{"id": "load-stop", "property": "n_clicks", "value": 1}],
+        "changedPropIds": ["load-stop.n_clicks"],
+        "state": [],
+    }
+    answer = page.post(UPDATE, json=body, headers={"Host": "127.0.0.1:8050", "Origin": origin})
+    assert (answer.status_code == 403) == (status == 403)
+
+
+def test_a_lab_room_names_its_hosts(make_lab: Callable[..., Lab]):
+    client = create_app(make_lab(host="0.0.0.0", password=PASSWORD, allowed_hosts=["lab.example"])).server.test_client()
+    assert client.get("/health", headers={"Host": "lab.example:8050"}).status_code == 200
+    assert client.get("/health", headers={"Host": "other.example:8050"}).status_code == 403
