@@ -12,9 +12,9 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from prometheus_client import CollectorRegistry
 from werkzeug.routing import PathConverter
 
-from ..kit import ApiError, Knob, Knobs, create_service_app, json_body, load_config
+from ..kit import ApiError, ConfigError, Knob, Knobs, create_service_app, json_body, load_config
 from .config import CacheConfig
-from .store import CacheStore
+from .store import CacheStore, EntryTooLarge
 
 bp = Blueprint("cache", __name__)
 
@@ -71,7 +71,15 @@ def put(key: str | None = None):
     ttl = body.get("ttl")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= 86_400):
         raise ApiError(400, "ttl must be a number of seconds in (0, 86400]")
-    entry = _store().set(key, body["value"], ttl)
+    try:
+        entry = _store().set(key, body["value"], ttl)
+    except EntryTooLarge as exc:
+        raise ApiError(
+            413,
+            f"{exc} (CACHE_MAX_ENTRY_BYTES); store a smaller value",
+            size_bytes=exc.size,
+            limit_bytes=exc.limit,
+        ) from None
     return jsonify({"key": key, "stored": True, "ttl_seconds": entry.ttl}), 201
 
 
@@ -86,7 +94,16 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     """Build the cache service from the environment (``overrides`` win, for tests)."""
     config = load_config(CacheConfig, overrides)
     registry = registry or CollectorRegistry()
-    store = CacheStore(config.capacity, config.default_ttl_seconds, registry=registry)
+    try:
+        store = CacheStore(
+            config.capacity,
+            config.default_ttl_seconds,
+            registry=registry,
+            max_bytes=config.max_bytes,
+            max_entry_bytes=config.max_entry_bytes,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"CACHE_CAPACITY, CACHE_MAX_BYTES, CACHE_MAX_ENTRY_BYTES: {exc}") from None
     knobs = Knobs(
         [
             Knob(
@@ -100,7 +117,9 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
         registry,
     )
     knobs.on_change(lambda _name, value: setattr(store, "default_ttl", value))
-    app = create_service_app("cache", config, knobs, registry, health=lambda: {"entries": len(store)})
+    app = create_service_app(
+        "cache", config, knobs, registry, health=lambda: {"entries": len(store), "bytes": store.bytes_used()}
+    )
     app.extensions["cache_store"] = store
     app.url_map.converters["path"] = KeyConverter  # before the routes are added, which bind it
     app.register_blueprint(bp)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..kit import ServiceSettings, setting
+from .store import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRY_BYTES
 
 
 @dataclass
@@ -13,4 +14,15 @@ class CacheConfig(ServiceSettings):
 
     port: int = setting(5004, "CACHE_PORT", "Port of the cache service.")
     capacity: int = setting(10_000, "CACHE_CAPACITY", "Most entries held; the least recently used go first.")
+    max_bytes: int = setting(
+        DEFAULT_MAX_BYTES,
+        "CACHE_MAX_BYTES",
+        "Most bytes the entries take (each key's UTF-8 plus its value as compact JSON); "
+        "the least recently used go first.",
+    )
+    max_entry_bytes: int = setting(
+        DEFAULT_MAX_ENTRY_BYTES,
+        "CACHE_MAX_ENTRY_BYTES",
+        "Most bytes one entry may take, counted as for CACHE_MAX_BYTES; a larger one is refused with 413.",
+    )
     default_ttl_seconds: float = setting(30.0, "CACHE_DEFAULT_TTL_SECONDS", "TTL for entries stored without one.")

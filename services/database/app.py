@@ -7,15 +7,27 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, jsonify
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ..kit import LATENCY_BUCKETS, ApiError, Knob, Knobs, create_service_app, json_body, load_config
+from ..kit import (
+    LATENCY_BUCKETS,
+    ApiError,
+    ConfigError,
+    Knob,
+    Knobs,
+    create_service_app,
+    int_arg,
+    json_body,
+    load_config,
+)
 from .config import DatabaseConfig
 from .store import RecordStore
 
 bp = Blueprint("database", __name__)
+DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+MAX_OFFSET = 10**9
 
 
 class QuerySimulator:
@@ -63,17 +75,10 @@ def _sim() -> QuerySimulator:
     return current_app.extensions["query_simulator"]
 
 
-def _int_arg(name: str, default: int, maximum: int) -> int:
-    raw = request.args.get(name, str(default))
-    if not raw.isdigit() or int(raw) > maximum:
-        raise ApiError(400, f"{name} must be a whole number from 0 to {maximum}, not {raw!r}")
-    return int(raw)
-
-
 @bp.get("/db")
 def list_records():
-    limit = _int_arg("limit", 100, MAX_PAGE)
-    offset = _int_arg("offset", 0, 10**9)
+    limit = int_arg("limit", DEFAULT_PAGE, 0, MAX_PAGE)
+    offset = int_arg("offset", 0, 0, MAX_OFFSET)
     records = _sim().run("list", lambda: _store().list(limit, offset))
     return jsonify({"records": records, "count": len(records), "total": _store().count(), "offset": offset})
 
@@ -111,7 +116,9 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
         ],
         registry,
     )
-    store = RecordStore(config.path, config.seed_records)
+    if config.max_generated_records < 0:
+        raise ConfigError(f"DATABASE_MAX_GENERATED_RECORDS must be 0 or more, not {config.max_generated_records}")
+    store = RecordStore(config.path, config.seed_records, config.max_generated_records)
     Gauge("scalelab_db_records", "Records stored.", registry=registry).set_function(store.count)
     app = create_service_app("database", config, knobs, registry)
     app.extensions["record_store"] = store

@@ -1,4 +1,10 @@
-"""The database's records, kept in SQLite; unseen ids get a deterministic record on first read."""
+"""The database's records, kept in SQLite; unseen ids get a deterministic record on first read.
+
+Records written (``PUT``) or seeded stay. Records made for an unseen id on a read are kept
+too, but only the newest ``max_generated`` of them: a load that reads a new key each time would
+otherwise add a row per request forever. Dropping one loses nothing, as the next read of its
+id makes the same record again.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,14 @@ from typing import Any
 
 from ..kit.sqlite import open_database
 
-__all__ = ["SEED_IDS", "RecordStore", "make_record"]
+__all__ = ["DEFAULT_MAX_GENERATED", "SEED_IDS", "RecordStore", "make_record"]
 
 # The classic lab reads these ids; the seed adds numbered records next to them.
 SEED_IDS = ("my_data",)
+DEFAULT_MAX_GENERATED = 10_000
+# Over the bound, drop this share more than needed: one prune then serves the next 1 % of new ids,
+# rather than every read of a new id paying for a count and a delete.
+PRUNE_SHARE = 0.01
 
 
 def make_record(record_id: str) -> dict[str, Any]:
@@ -30,13 +40,21 @@ def make_record(record_id: str) -> dict[str, Any]:
 class RecordStore:
     """Records by string id in one SQLite file, safe to share between threads and greenlets."""
 
-    def __init__(self, path: str | Path, seed_records: int = 100) -> None:
+    def __init__(self, path: str | Path, seed_records: int = 100, max_generated: int = DEFAULT_MAX_GENERATED) -> None:
+        if max_generated < 0:
+            raise ValueError("max_generated cannot be negative")
         self.path = str(path)
+        self.max_generated = max_generated
         self._conn = open_database(self.path)
         self._lock = threading.Lock()
         with self._lock:
             self._conn.execute("CREATE TABLE IF NOT EXISTS records (id TEXT PRIMARY KEY, data TEXT NOT NULL)")
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(records)")}
+            if "generated" not in columns:  # a file from before reads were bounded: its rows all stay
+                self._conn.execute("ALTER TABLE records ADD COLUMN generated INTEGER NOT NULL DEFAULT 0")
+            self._conn.execute("CREATE INDEX IF NOT EXISTS records_generated ON records (generated)")
             empty = self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 0
+            self._generated = self._count_generated()
         if empty:
             self._seed(seed_records)
 
@@ -46,22 +64,51 @@ class RecordStore:
         with self._lock:
             self._conn.executemany("INSERT OR IGNORE INTO records (id, data) VALUES (?, ?)", rows)
 
+    def _count_generated(self) -> int:
+        return self._conn.execute("SELECT COUNT(*) FROM records WHERE generated = 1").fetchone()[0]
+
     def get_or_create(self, record_id: str) -> tuple[dict[str, Any], bool]:
-        """Return ``(record, created)``; an id never seen before gets its record stored now."""
+        """Return ``(record, created)``; an id never seen before gets its record made (and kept, within the bound)."""
         with self._lock:
             row = self._conn.execute("SELECT data FROM records WHERE id = ?", (record_id,)).fetchone()
             if row is not None:
                 return json.loads(row[0]), False
             record = make_record(record_id)
-            self._conn.execute("INSERT INTO records (id, data) VALUES (?, ?)", (record_id, json.dumps(record)))
+            if self.max_generated == 0:
+                return record, True
+            self._conn.execute(
+                "INSERT INTO records (id, data, generated) VALUES (?, ?, 1)", (record_id, json.dumps(record))
+            )
+            self._generated += 1
+            if self._generated > self.max_generated:
+                self._drop_oldest_generated()
             return record, True
 
+    def _drop_oldest_generated(self) -> None:
+        # The count kept in memory may be off when another connection writes the file: count again.
+        count = self._count_generated()
+        if count > self.max_generated:
+            keep = self.max_generated - int(self.max_generated * PRUNE_SHARE)
+            self._conn.execute(
+                "DELETE FROM records WHERE rowid IN"
+                " (SELECT rowid FROM records WHERE generated = 1 ORDER BY rowid LIMIT ?)",
+                (count - keep,),
+            )
+            count = keep
+        self._generated = count
+
+    def generated(self) -> int:
+        """Return how many records made on a read are kept."""
+        with self._lock:
+            return self._count_generated()
+
     def put(self, record_id: str, data: dict[str, Any]) -> dict[str, Any]:
-        """Store ``data`` as the record for ``record_id`` (its ``id`` field is set to match)."""
+        """Store ``data`` as the record for ``record_id`` (its ``id`` field is set to match); it stays."""
         record = {**data, "id": record_id}
         with self._lock:
             self._conn.execute(
-                "INSERT INTO records (id, data) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET data = excluded.data",
+                "INSERT INTO records (id, data) VALUES (?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET data = excluded.data, generated = 0",
                 (record_id, json.dumps(record)),
             )
         return record

@@ -1,12 +1,28 @@
-"""An API gateway: tokens, cached /data, balanced /process, and async /longtask."""
+"""An API gateway: tokens, cached /data, balanced /process, and async /longtask.
+
+Time budgets per hop (defaults; each is a setting of :class:`GatewayConfig`)::
+
+    client -> balancer -> gateway   SCALELAB_UPSTREAM_TIMEOUT        10 s  the balancer's wait (not set here)
+    one request at this gateway     GATEWAY_REQUEST_BUDGET_SECONDS    8 s  or less, by X-Request-Deadline
+      gateway -> cache              GATEWAY_CACHE_TIMEOUT           0.5 s  per call
+      gateway -> database           GATEWAY_DATABASE_TIMEOUT          5 s  per read
+      gateway -> a microservice     GATEWAY_MICROSERVICE_TIMEOUT      5 s  per attempt; failover shares the budget
+      gateway -> worker             GATEWAY_WORKER_TIMEOUT            2 s  per call
+
+Every call waits at most the smaller of its own timeout and what is left of the request's
+budget, and passes the deadline on in ``X-Request-Deadline``; once the budget is spent no call
+or retry starts and the request ends with a 504 naming what it waited for. The budget stays
+below the balancer's timeout, so a slow hop gets that 504 rather than the balancer's own.
+"""
 
 from __future__ import annotations
 
+import json
 from functools import wraps
 from typing import Any
 from urllib.parse import quote
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, g, jsonify, request
 from prometheus_client import CollectorRegistry
 
 from ..kit import (
@@ -24,11 +40,42 @@ from ..kit import (
     parse_backends,
     require_admin,
 )
+from ..kit.deadline import DEADLINE_HEADER, Deadline
+from ..kit.inputs import shown
 from ..kit.tier import DRAIN_SECONDS, BalancedTier
 from .cache_aside import CacheAside
 from .config import GatewayConfig
 
 bp = Blueprint("gateway", __name__)
+# A /data key is a cache key and a database id: long enough for any lab key, short enough for a URL.
+MAX_KEY_CHARS = 1024
+# What a client told to come back after the worker could not be reached should wait.
+WORKER_RETRY_AFTER_SECONDS = 1
+# Answers whose Retry-After header the gateway passes on from the worker.
+RETRY_STATUSES = (429, 503)
+# A local service either accepts a connection at once or is not there.
+CONNECT_TIMEOUT_SECONDS = 1.0
+NO_PAYLOAD = object()
+
+
+def check_budgets(config: GatewayConfig) -> None:
+    """Raise ConfigError unless every timeout is positive and the request budget stays below the balancer's wait."""
+    timeouts = {
+        "GATEWAY_REQUEST_BUDGET_SECONDS": config.request_budget_seconds,
+        "GATEWAY_CACHE_TIMEOUT": config.cache_timeout,
+        "GATEWAY_DATABASE_TIMEOUT": config.database_timeout,
+        "GATEWAY_MICROSERVICE_TIMEOUT": config.microservice_timeout,
+        "GATEWAY_WORKER_TIMEOUT": config.worker_timeout,
+    }
+    for env, seconds in timeouts.items():
+        if not seconds > 0:
+            raise ConfigError(f"{env} must be a number of seconds above 0, not {seconds}")
+    if config.request_budget_seconds >= config.upstream_timeout:
+        raise ConfigError(
+            f"GATEWAY_REQUEST_BUDGET_SECONDS ({config.request_budget_seconds}) must stay below "
+            f"SCALELAB_UPSTREAM_TIMEOUT ({config.upstream_timeout}), the balancer's wait for a gateway: "
+            "otherwise the balancer gives up before the gateway can say which hop was slow"
+        )
 
 
 class Gateway:
@@ -39,6 +86,7 @@ class Gateway:
             raise ConfigError(
                 "SCALELAB_JWT_SECRET is not set: every gateway needs the same secret (scalelab up sets one)"
             )
+        check_budgets(config)
         self.config = config
         self.knobs = Knobs(
             [
@@ -58,27 +106,69 @@ class Gateway:
         self.microservices = BalancedTier(
             "microservices", parse_backends(config.microservices, "GATEWAY_MICROSERVICES"), config, self.knobs, registry
         )
+        # Each client's timeout is its hop's cap; a call waits less when the request's budget has less left.
         self.cache_aside = CacheAside(
             HttpClient(config.cache_url, timeout=config.cache_timeout, connect_timeout=config.cache_timeout),
-            HttpClient(config.database_url, timeout=config.upstream_timeout),
+            HttpClient(
+                config.database_url,
+                timeout=config.database_timeout,
+                connect_timeout=min(config.database_timeout, CONNECT_TIMEOUT_SECONDS),
+            ),
             self.knobs,
             registry,
             config.cache_retry_seconds,
         )
-        self.worker = HttpClient(config.worker_url, timeout=config.upstream_timeout)
+        self.worker = HttpClient(
+            config.worker_url,
+            timeout=config.worker_timeout,
+            connect_timeout=min(config.worker_timeout, CONNECT_TIMEOUT_SECONDS),
+        )
 
     def health(self) -> dict[str, Any]:
         """Return this gateway's fields for /health: its id and whether it uses the cache now."""
         return {"gateway_id": self.config.gateway_id, "cache": self.cache_aside.cache_state()}
 
-    def worker_call(self, method: str, path: str, payload: Any = None) -> tuple[int, Any]:
-        """Call the worker; raise a 503 ApiError naming it when it cannot be reached."""
+    def deadline(self) -> Deadline:
+        """Return the current request's deadline: the budget from now, or the caller's X-Request-Deadline if sooner."""
+        if "deadline" not in g:
+            g.deadline = Deadline.from_header(request.headers.get(DEADLINE_HEADER), self.config.request_budget_seconds)
+        return g.deadline
+
+    def worker_call(self, method: str, path: str, payload: Any = NO_PAYLOAD) -> tuple[int, Any, dict[str, str]]:
+        """Call the worker within the request's budget; return ``(status, JSON body, headers)``.
+
+        Raise a 503 ApiError (with Retry-After) naming the worker when it cannot be reached, and
+        a 504 when the budget ran out first.
+        """
+        deadline = self.deadline()
+        headers = deadline.headers()
+        body = None
+        if payload is not NO_PAYLOAD:  # JSON null is a payload too
+            body = json.dumps(payload).encode()
+            headers["Content-Type"] = "application/json"
         try:
-            if payload is None:
-                return self.worker.get_json(path)
-            return self.worker.send_json(method, path, payload)
+            response = self.worker.request(
+                method, path, body, headers, timeout=deadline.timeout(self.config.worker_timeout, "the worker")
+            )
+            parsed = response.json() if response.body else None
         except UpstreamError as exc:
-            raise ApiError(503, f"worker unavailable ({exc}); check the worker instance") from None
+            if deadline.expired():
+                raise deadline.exceeded("the worker") from None
+            raise ApiError(
+                503,
+                f"worker unavailable ({exc}); check the worker instance",
+                headers={"Retry-After": str(WORKER_RETRY_AFTER_SECONDS)},
+            ) from None
+        except ValueError:
+            raise ApiError(502, f"the worker answered {response.status} with a body that is not JSON") from None
+        return response.status, parsed, response.headers
+
+
+def _retry_after(status: int, headers: dict[str, str]) -> dict[str, str]:
+    """Return the worker's Retry-After to pass on with a 429 or 503 (the worker's own advice), else nothing."""
+    if status in RETRY_STATUSES:
+        return {"Retry-After": headers.get("retry-after", str(WORKER_RETRY_AFTER_SECONDS))}
+    return {}
 
 
 def _gw() -> Gateway:
@@ -86,11 +176,12 @@ def _gw() -> Gateway:
 
 
 def _protected(view):  # type: ignore[no-untyped-def]
-    """Require a valid client token (looked up per request: the issuer lives on the app)."""
+    """Require a valid client token (looked up per request: the issuer lives on the app), then start the budget."""
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         _gw().tokens.verify(bearer_value(request.headers.get("Authorization")))
+        _gw().deadline()  # the budget counts from here, whatever the view does before its first call
         return view(*args, **kwargs)
 
     return wrapper
@@ -105,14 +196,19 @@ def token():
 @_protected
 def data():
     key = request.args.get("key", "my_data")
-    record, cached = _gw().cache_aside.read(key)
+    if not 0 < len(key) <= MAX_KEY_CHARS:
+        raise ApiError(400, f"key must be 1 to {MAX_KEY_CHARS} characters, not {shown(key)}", parameter="key")
+    record, cached = _gw().cache_aside.read(key, _gw().deadline())
     return jsonify({"cached": cached, "data": record, "key": key, "gateway_id": _gw().config.gateway_id})
 
 
 @bp.get("/process")
 @_protected
 def process():
-    _, response = _gw().microservices.request("GET", "/process")
+    deadline = _gw().deadline()
+    _, response = _gw().microservices.request(
+        "GET", "/process", headers=deadline.headers(), deadline=deadline, timeout=_gw().config.microservice_timeout
+    )
     try:
         body = response.json()
     except ValueError:
@@ -126,20 +222,20 @@ def process():
 @bp.post("/longtask")
 @_protected
 def longtask():
-    status, body = _gw().worker_call("POST", "/task", json_body())
+    status, body, headers = _gw().worker_call("POST", "/task", json_body())
     if not isinstance(body, dict):
         raise ApiError(502, f"the worker answered {status} without a JSON object")
     body["gateway_id"] = _gw().config.gateway_id
-    return jsonify(body), status
+    return jsonify(body), status, _retry_after(status, headers)
 
 
 @bp.get("/task/<task_id>")
 @_protected
 def task(task_id: str):
-    status, body = _gw().worker_call("GET", "/task/" + quote(task_id, safe=""))
+    status, body, headers = _gw().worker_call("GET", "/task/" + quote(task_id, safe=""))
     if isinstance(body, dict):
         body["gateway_id"] = _gw().config.gateway_id
-    return jsonify(body), status
+    return jsonify(body), status, _retry_after(status, headers)
 
 
 @bp.get("/pool/status")

@@ -34,8 +34,34 @@ class GatewayConfig(ServiceSettings, PoolSettings):
     cache_enabled: bool = setting(True, "GATEWAY_CACHE_ENABLED", "Start with cache-aside on.")
     cache_ttl_seconds: float = setting(30.0, "GATEWAY_CACHE_TTL_SECONDS", "TTL of entries the gateway stores.")
     coalescing: bool = setting(True, "GATEWAY_COALESCING", "Start with request coalescing (single-flight) on.")
+    request_budget_seconds: float = setting(
+        8.0,
+        "GATEWAY_REQUEST_BUDGET_SECONDS",
+        "Most seconds one request may take at this gateway, every call and retry included; an "
+        "X-Request-Deadline header (epoch seconds) may shorten it. Must stay below SCALELAB_UPSTREAM_TIMEOUT "
+        "(the balancer's wait for a gateway), so the gateway answers 504 naming the slow hop before the "
+        "balancer gives up.",
+    )
     cache_timeout: float = setting(
-        0.5, "GATEWAY_CACHE_TIMEOUT", "Seconds to wait for the cache before going to the database."
+        0.5,
+        "GATEWAY_CACHE_TIMEOUT",
+        "Seconds to wait for the cache before going to the database (less when the request's budget has less left).",
+    )
+    database_timeout: float = setting(
+        5.0,
+        "GATEWAY_DATABASE_TIMEOUT",
+        "Seconds to wait for the database per read (less when the request's budget has less left).",
+    )
+    microservice_timeout: float = setting(
+        5.0,
+        "GATEWAY_MICROSERVICE_TIMEOUT",
+        "Seconds to wait for one microservice per attempt; a failed GET goes to another one while the "
+        "request's budget lasts.",
+    )
+    worker_timeout: float = setting(
+        2.0,
+        "GATEWAY_WORKER_TIMEOUT",
+        "Seconds to wait for the worker to store or look up a task (less when the request's budget has less left).",
     )
     cache_retry_seconds: float = setting(
         1.0, "GATEWAY_CACHE_RETRY_SECONDS", "After a cache failure, skip the cache this long."

@@ -7,6 +7,7 @@ from .config import ConfigError, describe_config, load_config, setting
 from .errors import ApiError, error_body, register_error_handlers
 from .health import HealthChecker, HealthPolicy, HealthState, http_probe
 from .httpclient import HttpClient, Response, UpstreamError
+from .inputs import int_arg, parse_json
 from .knobs import Knob, Knobs
 from .metrics import LATENCY_BUCKETS, HttpMetrics, instrument_flask
 from .pool import IDEMPOTENT_METHODS, Backend, Failure, NoHealthyBackend, Pool, retryable
@@ -44,10 +45,12 @@ __all__ = [
     "error_body",
     "http_probe",
     "instrument_flask",
+    "int_arg",
     "json_body",
     "load_config",
     "make_algorithm",
     "parse_backends",
+    "parse_json",
     "register_error_handlers",
     "require_admin",
     "retryable",

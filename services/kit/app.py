@@ -11,24 +11,15 @@ from flask import Flask, Response, jsonify, request
 from prometheus_client import CollectorRegistry
 
 from .auth import require_admin
+from .config import ConfigError
 from .errors import ApiError, register_error_handlers
+from .inputs import json_body
 from .knobs import Knobs
 from .metrics import HttpMetrics, exposition, instrument_flask
+from .origin import allowed_hosts, refusal
 from .settings import ServiceSettings
 
 __all__ = ["create_service_app", "json_body"]
-
-
-def json_body() -> Any:
-    """Return the request's JSON body; raise a 400 ApiError when it is missing or malformed.
-
-    The body is read as JSON whatever its Content-Type says, as the balancer does: `curl -d`
-    sends form encoding by default, and a lab user should not have to know that.
-    """
-    data = request.get_json(force=True, silent=True)
-    if data is None:
-        raise ApiError(400, "expected a JSON body, e.g. -H 'Content-Type: application/json' -d '{...}'")
-    return data
 
 
 def configure_logging(settings: ServiceSettings, service: str) -> None:
@@ -65,6 +56,17 @@ def create_service_app(
     instrument_flask(app, HttpMetrics(service, settings.instance, registry))
     started = time.time()
     admin = require_admin(settings.admin_token)
+    try:
+        hosts = allowed_hosts(settings.instance, settings.allowed_hosts)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+    @app.before_request
+    def same_site_only() -> None:
+        # Before any route: a rebound name or another site's page gets a 403 and changes nothing.
+        message = refusal(request.method, request.headers, hosts)
+        if message is not None:
+            raise ApiError(403, message)
 
     @app.get("/health")
     def health_route():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, jsonify
@@ -14,12 +15,16 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    """An error with an HTTP status and a message a user can act on."""
+    """An error with an HTTP status and a message a user can act on.
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    ``headers`` go on the response (e.g. ``Retry-After`` with a 429 or 503); ``extra`` fields go in its body.
+    """
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = dict(headers or {})
         self.extra = extra
 
 
@@ -33,7 +38,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return jsonify(error_body(exc.status, exc.message, **exc.extra)), exc.status
+        return jsonify(error_body(exc.status, exc.message, **exc.extra)), exc.status, exc.headers
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

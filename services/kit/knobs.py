@@ -16,8 +16,17 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .errors import ApiError
+from .inputs import shown
 
-__all__ = ["Knob", "Knobs"]
+__all__ = ["MAX_KNOB_MAGNITUDE", "Knob", "Knobs"]
+
+# Every numeric knob is also a float gauge: beyond 2**53 a float no longer holds each whole number,
+# and an int past the float range would make every later scrape of /metrics fail.
+MAX_KNOB_MAGNITUDE = 2**53
+
+
+def _finite(value: int | float) -> bool:
+    return isinstance(value, int) or math.isfinite(value)
 
 
 @dataclass
@@ -43,15 +52,22 @@ class Knob:
                 raise ApiError(400, f"knob {self.name!r} takes true or false, not {raw!r}")
             return raw
         if self.kind in (int, float):
-            if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
-                raise ApiError(400, f"knob {self.name!r} takes a number, not {raw!r}")
-            if self.kind is int and int(raw) != raw:
-                raise ApiError(400, f"knob {self.name!r} takes a whole number, not {raw!r}")
+            # Python compares ints and floats exactly, so nothing below converts a huge int to a float.
+            if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not _finite(raw):
+                raise ApiError(400, f"knob {self.name!r} takes a number, not {shown(raw)}")
             if (self.minimum is not None and raw < self.minimum) or (self.maximum is not None and raw > self.maximum):
-                raise ApiError(400, f"knob {self.name!r} must lie in [{self.minimum}, {self.maximum}], not {raw!r}")
+                raise ApiError(
+                    400, f"knob {self.name!r} must lie in [{self.minimum}, {self.maximum}], not {shown(raw)}"
+                )
+            if abs(raw) > MAX_KNOB_MAGNITUDE:
+                raise ApiError(
+                    400, f"knob {self.name!r} takes a number from {-MAX_KNOB_MAGNITUDE} to {MAX_KNOB_MAGNITUDE}"
+                )
+            if self.kind is int and int(raw) != raw:
+                raise ApiError(400, f"knob {self.name!r} takes a whole number, not {shown(raw)}")
             return self.kind(raw)
         if not isinstance(raw, str) or (self.choices is not None and raw not in self.choices):
-            raise ApiError(400, f"knob {self.name!r} takes one of {list(self.choices or [])}, not {raw!r}")
+            raise ApiError(400, f"knob {self.name!r} takes one of {list(self.choices or [])}, not {shown(raw)}")
         return raw
 
     def describe(self) -> dict[str, Any]:

@@ -9,7 +9,15 @@ from flask import Flask, g, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-__all__ = ["LATENCY_BUCKETS", "METRICS_CONTENT_TYPE", "HttpMetrics", "exposition", "instrument_flask"]
+__all__ = [
+    "HTTP_METHODS",
+    "LATENCY_BUCKETS",
+    "METRICS_CONTENT_TYPE",
+    "HttpMetrics",
+    "exposition",
+    "instrument_flask",
+    "method_label",
+]
 
 # The classic text format: what Prometheus 2.42 (Debian's) and every later version read.
 METRICS_CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -22,6 +30,17 @@ def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
 
 # Seconds; fine at the low end because cache hits take about a millisecond.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+# The methods a label may name; any other (a client may send "FOO" or a new one per request) is
+# "other", so no request can add a label value, and with it a time series, to the service.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+OTHER_METHOD = "other"
+
+
+def method_label(method: str) -> str:
+    """Return the ``method`` label for an HTTP method: itself when standard, ``other`` otherwise."""
+    return method if method in HTTP_METHODS else OTHER_METHOD
 
 
 class HttpMetrics:
@@ -46,7 +65,8 @@ class HttpMetrics:
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Record one finished request."""
+        """Record one finished request (an unknown ``method`` is counted as ``other``)."""
+        method = method_label(method)
         key = (route, method, status)
         children = self._children.get(key)
         if children is None:

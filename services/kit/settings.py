@@ -25,6 +25,13 @@ class ServiceSettings:
     threads: int = setting(
         4, "SCALELAB_THREADS", "Threads serving requests (granian blocking threads, gthread threads)."
     )
+    # Read here for every service (the balancer's settings extend these too); see services/kit/origin.py.
+    allowed_hosts: list[str] = setting(
+        [],
+        "SCALELAB_ALLOWED_HOSTS",
+        "Host names it answers to besides localhost, 127.0.0.1, [::1] and its instance name, comma separated "
+        "(* for any: only for a lab room that opens its ports on purpose).",
+    )
 
 
 @dataclass
@@ -38,7 +45,12 @@ class PoolSettings:
     health_timeout: float = setting(0.3, "SCALELAB_HEALTH_TIMEOUT", "Seconds a health check may take.")
     health_fall: int = setting(2, "SCALELAB_HEALTH_FALL", "Failed checks in a row that mark a backend down.")
     health_rise: int = setting(2, "SCALELAB_HEALTH_RISE", "Passed checks in a row that mark it up again.")
-    upstream_timeout: float = setting(10.0, "SCALELAB_UPSTREAM_TIMEOUT", "Seconds to wait for a backend's answer.")
+    upstream_timeout: float = setting(
+        10.0,
+        "SCALELAB_UPSTREAM_TIMEOUT",
+        "Seconds to wait for a backend's answer: the balancer's wait for a gateway. A gateway's own calls "
+        "use its GATEWAY_*_TIMEOUT settings within GATEWAY_REQUEST_BUDGET_SECONDS, which must stay below this.",
+    )
 
     def health_policy(self) -> HealthPolicy:
         """Return the health-check policy these settings describe."""

@@ -32,10 +32,12 @@ class SingleFlight:
         self._calls: dict[Hashable, _Call] = {}
         self.coalesced = 0
 
-    def do(self, key: Hashable, fn: Callable[[], Any]) -> tuple[Any, bool]:
+    def do(self, key: Hashable, fn: Callable[[], Any], wait: float | None = None) -> tuple[Any, bool]:
         """Return ``(result, shared)``; ``shared`` is True when another caller's run produced it.
 
-        An exception raised by ``fn`` is raised in every caller that waited for it.
+        An exception raised by ``fn`` is raised in every caller that waited for it. A caller that
+        waits for another's run waits at most ``wait`` seconds (None: until it ends), then raises
+        TimeoutError; the run itself goes on for the callers still waiting.
         """
         with self._lock:
             call = self._calls.get(key)
@@ -47,7 +49,8 @@ class SingleFlight:
                 call = self._calls[key] = _Call()
                 leader = True
         if not leader:
-            call.done.wait()
+            if not call.done.wait(wait):
+                raise TimeoutError(f"gave up after {wait} s waiting for another caller's run for the same key")
             if call.error is not None:
                 raise call.error
             return call.result, True

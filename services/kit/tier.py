@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 
 from .algorithms import ALGORITHMS
+from .deadline import Deadline
 from .errors import ApiError
 from .health import HealthChecker, Probe, http_probe
 from .httpclient import HttpClient, Response, UpstreamError
+from .inputs import shown
 from .knobs import Knob, Knobs
 from .pool import Backend, NoHealthyBackend, Pool, retryable
 from .settings import PoolSettings
@@ -28,11 +32,29 @@ __all__ = ["DRAIN_POLL_SECONDS", "DRAIN_SECONDS", "WEIGHT_PREFIX", "BalancedTier
 log = logging.getLogger(__name__)
 WEIGHT_PREFIX = "weight."
 MAX_WEIGHT = 100
+# A backend's name becomes a knob name, a metric label and a path segment: keep it short and plain.
+MAX_NAME_CHARS = 63
+BACKEND_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_NAME_CHARS - 1}}}")
 # How long removing a backend waits for the requests already sent to it to finish before it cuts
 # them (idempotent ones then go to another backend). Well above a lab request's time, well below
 # the 10 s upstream timeout, so an instance being stopped never takes an answer with it.
 DRAIN_SECONDS = 5.0
 DRAIN_POLL_SECONDS = 0.01
+
+
+def _is_base_url(url: str) -> bool:
+    """Return whether ``url`` is ``http://host[:port][/]``, the only form the kit's clients and probes take."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        return False
+    return (
+        parts.scheme == "http"
+        and bool(parts.hostname)
+        and parts.path in ("", "/")
+        and not (parts.query or parts.fragment or parts.username or parts.password)
+    )
 
 
 def no_backend_error(pool: Pool, last_error: str | None = None) -> ApiError:
@@ -105,8 +127,14 @@ class BalancedTier:
         """Add a backend from ``{"name": ..., "url": ..., "weight": ...}``; raise a 4xx ApiError when invalid."""
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("url"), str):
             raise ApiError(400, 'send {"name": "microservice-4", "url": "http://127.0.0.1:5008", "weight": 1}')
-        if not spec["url"].startswith("http://"):
-            raise ApiError(400, f"backend url must look like http://host:port, not {spec['url']!r}")
+        if not BACKEND_NAME.fullmatch(spec["name"]):
+            raise ApiError(
+                400,
+                f"backend name must be 1 to {MAX_NAME_CHARS} letters, digits, '.', '_' or '-', "
+                f"not {shown(spec['name'])}",
+            )
+        if not _is_base_url(spec["url"]):
+            raise ApiError(400, f"backend url must look like http://host:port, not {shown(spec['url'])}")
         weight = spec.get("weight", 1)
         if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= MAX_WEIGHT:
             raise ApiError(400, f"weight must be a whole number from 0 to {MAX_WEIGHT}")
@@ -174,18 +202,30 @@ class BalancedTier:
         return client
 
     def request(
-        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        deadline: Deadline | None = None,
+        timeout: float | None = None,
     ) -> tuple[Backend, Response]:
         """Send a request to a healthy backend, failing over to the next one when that is safe.
 
-        Raise a 503 ApiError when no backend is healthy, and a 502 when every attempt failed.
+        Each attempt waits at most ``timeout`` (default: the tier's upstream timeout); with a
+        ``deadline``, at most what is left of it too, and no attempt starts once it is spent.
+        Raise a 503 ApiError when no backend is healthy, a 502 when every attempt failed, and a
+        504 when the deadline ran out first.
         """
         last_error = ""
+        cap = self.settings.upstream_timeout if timeout is None else timeout
         try:
             for backend in self.pool.attempts():
+                waiting_for = f"pool {self.pool.name!r}" + (f" (last error: {last_error})" if last_error else "")
+                attempt_timeout = cap if deadline is None else deadline.timeout(cap, waiting_for)
                 self.pool.begin(backend)
                 try:
-                    response = self.client(backend).request(method, path, body, headers)
+                    response = self.client(backend).request(method, path, body, headers, attempt_timeout)
                 except UpstreamError as exc:
                     self.pool.end(backend, exc.failure.value)
                     self.pool.report_failure(backend, exc.failure, str(exc))
@@ -201,4 +241,6 @@ class BalancedTier:
             ) from None
         if not any(backend.healthy for backend in self.pool.backends()):
             raise no_backend_error(self.pool)  # every attempt took its backend down: 503, as the balancer says
+        if deadline is not None and deadline.expired():  # the last attempt ran out of time, not of backends
+            raise deadline.exceeded(f"pool {self.pool.name!r} (last error: {last_error})")
         raise ApiError(502, f"every attempt in pool {self.pool.name!r} failed; last: {last_error}")

@@ -1,4 +1,10 @@
-"""The async worker: accepts tasks, keeps them on disk, and runs them on a bounded thread pool."""
+"""The async worker: accepts tasks, keeps them on disk, and runs them on a bounded thread pool.
+
+Both ends of the queue are bounded: a submit while ``WORKER_MAX_QUEUED`` tasks wait answers 429
+with ``Retry-After``, and finished tasks are deleted after ``WORKER_TASK_RETENTION_SECONDS``. When
+the task store fails (e.g. the SQLite file is locked), requests get a 503 with ``Retry-After``
+and /health says ``degraded``, still with HTTP 200: the worker keeps serving what it can.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,16 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, jsonify
 from prometheus_client import CollectorRegistry
 
-from ..kit import ApiError, Knob, Knobs, create_service_app, json_body, load_config
+from ..kit import ApiError, ConfigError, Knob, Knobs, create_service_app, error_body, json_body, load_config
 from .config import WorkerConfig
-from .queue import TaskQueue
-from .runner import TaskRunner
+from .queue import QueueFull, TaskQueue
+from .runner import STORAGE_ERRORS, TaskRunner
 
 bp = Blueprint("worker", __name__)
+# What a client told to come back should wait: a full queue frees a slot each time a task
+# starts; a failing store is retried by the runners within about a second.
+QUEUE_FULL_RETRY_AFTER_SECONDS = 2
+STORAGE_RETRY_AFTER_SECONDS = 1
 
 
 class LabTask:
@@ -60,7 +70,15 @@ def _runner() -> TaskRunner:
 def submit():
     payload = json_body()
     current_app.extensions["lab_task"].validate(payload)
-    task_id = _runner().submit(payload)
+    try:
+        task_id = _runner().submit(payload)
+    except QueueFull as exc:
+        raise ApiError(
+            429,
+            f"{exc} (WORKER_MAX_QUEUED); retry after {QUEUE_FULL_RETRY_AFTER_SECONDS} s",
+            headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER_SECONDS)},
+            max_queued=exc.limit,
+        ) from None
     return jsonify({"status": "queued", "task_id": task_id}), 202
 
 
@@ -77,8 +95,13 @@ def summary():
     return jsonify({"counts": _runner().queue.counts(), "concurrency": _runner().concurrency})
 
 
-def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegistry | None = None) -> Flask:
-    """Build the worker from the environment (``overrides`` win, for tests) and start its task pool."""
+def create_app(
+    overrides: dict[str, Any] | None = None, registry: CollectorRegistry | None = None, queue: TaskQueue | None = None
+) -> Flask:
+    """Build the worker from the environment (``overrides`` win, for tests) and start its task pool.
+
+    :param queue: the task store (default: a :class:`TaskQueue` on ``WORKER_QUEUE_PATH``); tests pass one that fails.
+    """
     config = load_config(WorkerConfig, overrides)
     registry = registry or CollectorRegistry()
     knobs = Knobs(
@@ -94,10 +117,29 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
         ],
         registry,
     )
+    if config.max_queued < 1 or config.task_retention_seconds <= 0:
+        raise ConfigError(
+            "WORKER_MAX_QUEUED must be at least 1 and WORKER_TASK_RETENTION_SECONDS above 0, "
+            f"not {config.max_queued} and {config.task_retention_seconds}"
+        )
     lab_task = LabTask(config, knobs)
-    runner = TaskRunner(TaskQueue(config.path), lab_task, config.concurrency, registry)
-    app = create_service_app("worker", config, knobs, registry, health=lambda: {"queue_depth": runner.queue.depth()})
+    runner = TaskRunner(
+        queue or TaskQueue(config.path, config.max_queued),
+        lab_task,
+        config.concurrency,
+        registry,
+        retention_seconds=config.task_retention_seconds,
+    )
+    app = create_service_app("worker", config, knobs, registry, health=runner.health)
     app.extensions.update(task_runner=runner, lab_task=lab_task)
     app.register_blueprint(bp)
+
+    def storage_failed(exc: Exception):  # type: ignore[no-untyped-def]
+        runner.record_storage_error("answer a request", exc)
+        body = error_body(503, f"the task store failed ({type(exc).__name__}: {exc}); retry shortly")
+        return jsonify(body), 503, {"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)}
+
+    for error in STORAGE_ERRORS:
+        app.register_error_handler(error, storage_failed)
     runner.start()
     return app

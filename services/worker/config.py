@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..kit import ServiceSettings, setting
+from .queue import DEFAULT_MAX_QUEUED
 
 
 @dataclass
@@ -18,3 +19,13 @@ class WorkerConfig(ServiceSettings):
         2.0, "WORKER_TASK_SECONDS", "How long a task runs when its payload names no duration."
     )
     max_task_seconds: float = setting(60.0, "WORKER_MAX_TASK_SECONDS", "Longest duration a payload may ask for.")
+    task_retention_seconds: float = setting(
+        3600.0,
+        "WORKER_TASK_RETENTION_SECONDS",
+        "How long a completed or failed task stays readable at /task/<id>; then it is deleted (within a minute).",
+    )
+    max_queued: int = setting(
+        DEFAULT_MAX_QUEUED,
+        "WORKER_MAX_QUEUED",
+        "Most tasks waiting to run; POST /task beyond that answers 429 with Retry-After.",
+    )

@@ -7,6 +7,7 @@ from urllib.parse import quote
 import pytest
 
 from services.cache.app import create_app
+from services.kit.config import ConfigError
 
 ADMIN = {"X-Admin-Token": "t"}
 
@@ -271,3 +272,48 @@ def test_control_is_disabled_without_an_admin_token(make_client):
     client = make_client(admin_token="")
     body = assert_json_error(client.get("/control", headers={"X-Admin-Token": ""}), 401)
     assert "disabled" in body["error"]
+
+
+@pytest.mark.parametrize(
+    "raw", ['{"value": NaN}', '{"value": [1, Infinity]}', '{"value": {"a": -Infinity}}', '{"value": 1e400}']
+)
+def test_values_json_cannot_carry_are_400_and_not_stored(client, raw):
+    body = assert_json_error(client.post(url("k"), data=raw, content_type="application/json"), 400)
+    assert "finite" in body["error"]
+    assert_json_error(client.get(url("k")), 404)
+
+
+def test_a_deeply_nested_value_is_400(client):
+    body = assert_json_error(
+        client.post(url("k"), data='{"value": ' + "[" * 100_000, content_type="application/json"), 400
+    )
+    assert "nested" in body["error"]
+
+
+# ------------------------------------------------------------------ the byte bounds
+
+
+def test_a_value_over_the_entry_limit_is_413_naming_the_limit(make_client):
+    client = make_client(max_entry_bytes=1000, max_bytes=10_000)
+    assert client.post(url("k"), json={"value": "x" * 900}).status_code == 201
+    body = assert_json_error(client.post(url("k"), json={"value": "x" * 1000}), 413)
+    assert "CACHE_MAX_ENTRY_BYTES" in body["error"] and "1000" in body["error"]
+    assert body["limit_bytes"] == 1000 and body["size_bytes"] > 1000
+    assert client.get(url("k")).get_json()["value"] == "x" * 900  # the old value stays
+
+
+def test_the_byte_bound_evicts_and_shows_in_metrics_and_health(make_client, registry):
+    client = make_client(max_entry_bytes=1000, max_bytes=2000)
+    for n in range(5):
+        assert client.post(url(f"k{n}"), json={"value": "x" * 800}).status_code == 201
+    stats = client.get("/cache/stats").get_json()
+    assert stats["size"] == 2 and stats["evictions"] == 3
+    used = registry.get_sample_value("scalelab_cache_bytes")
+    assert 1600 < used <= 2000
+    assert registry.get_sample_value("scalelab_cache_capacity_bytes") == 2000
+    assert client.get("/health").get_json()["bytes"] == used
+
+
+def test_an_entry_limit_larger_than_the_cache_is_a_config_error(make_client):
+    with pytest.raises(ConfigError, match="CACHE_MAX_ENTRY_BYTES"):
+        make_client(max_entry_bytes=2000, max_bytes=1000)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.cache.store import CacheStore
+from services.cache.store import CacheStore, EntryTooLarge, entry_size
 
 
 @pytest.fixture
@@ -173,3 +173,75 @@ def test_collect_exports_the_counts(clock, registry):
     assert registry.get_sample_value("scalelab_cache_sets_total") == 3
     assert registry.get_sample_value("scalelab_cache_entries") == 2
     assert registry.get_sample_value("scalelab_cache_capacity_entries") == 2
+
+
+# ------------------------------------------------------------------ the byte bound
+
+
+def sized(key: str, total: int) -> str:
+    """Return a string value that makes the entry for ``key`` take exactly ``total`` bytes."""
+    value = "x" * (total - entry_size(key, ""))
+    assert entry_size(key, value) == total
+    return value
+
+
+def test_an_entry_counts_its_key_and_its_value_as_compact_json():
+    assert entry_size("k", {"a": [1, 2]}) == 1 + len(b'{"a":[1,2]}')
+    assert entry_size("ключ", "ü") == len("ключ".encode()) + len('"ü"'.encode())
+
+
+def test_bytes_used_follows_sets_overwrites_deletes_and_expiry(clock, registry):
+    store = CacheStore(100, 10.0, timer=clock, registry=registry, max_bytes=1000, max_entry_bytes=500)
+    store.set("a", sized("a", 100))
+    store.set("b", sized("b", 200), ttl=1)
+    assert store.bytes_used() == 300
+    store.set("a", sized("a", 50))
+    assert store.bytes_used() == 250
+    store.delete("a")
+    assert store.bytes_used() == 200
+    clock.advance(1)
+    assert store.bytes_used() == 0
+    store.set("c", sized("c", 70))
+    assert registry.get_sample_value("scalelab_cache_bytes") == 70
+    assert registry.get_sample_value("scalelab_cache_capacity_bytes") == 1000
+    store.flush()
+    assert store.bytes_used() == 0
+
+
+def test_the_byte_bound_evicts_the_least_recently_used(clock):
+    store = CacheStore(100, 10.0, timer=clock, max_bytes=1000, max_entry_bytes=500)
+    for key in ("a", "b", "c"):
+        store.set(key, sized(key, 300))
+    assert store.get("a") is not None  # a is now the most recently used
+    store.set("d", sized("d", 500))  # 1400 bytes: b and c must go, not a
+    assert store.get("b") is None and store.get("c") is None
+    assert [store.get(key) is not None for key in ("a", "d")] == [True, True]
+    assert store.bytes_used() == 800
+    assert store.stats()["evictions"] == 2
+    assert len(store) == 2
+
+
+def test_the_entry_bound_still_holds_with_bytes_to_spare(clock):
+    store = CacheStore(2, 10.0, timer=clock, max_bytes=10_000, max_entry_bytes=1000)
+    for key in ("a", "b", "c"):
+        store.set(key, key)
+    assert len(store) == 2
+    assert store.get("a") is None
+    assert store.stats()["evictions"] == 1
+
+
+def test_an_entry_over_the_per_entry_limit_is_refused_and_nothing_changes(clock):
+    store = CacheStore(10, 10.0, timer=clock, max_bytes=1000, max_entry_bytes=100)
+    store.set("k", "old")
+    store.set("k2", sized("k2", 100))  # exactly the limit fits
+    with pytest.raises(EntryTooLarge, match=r"101 bytes.*at most 100") as info:
+        store.set("k", sized("k", 101))
+    assert (info.value.size, info.value.limit) == (101, 100)
+    assert store.get("k").value == "old"
+    assert store.stats()["sets"] == 2
+
+
+@pytest.mark.parametrize(("max_bytes", "max_entry_bytes"), [(100, 101), (100, 0)])
+def test_the_largest_entry_must_fit_in_the_cache(clock, max_bytes, max_entry_bytes):
+    with pytest.raises(ValueError, match="must be at least 1 byte and fit"):
+        CacheStore(10, 10.0, timer=clock, max_bytes=max_bytes, max_entry_bytes=max_entry_bytes)

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from services.database.app import QuerySimulator, create_app
+from services.kit.config import ConfigError
 from services.kit.knobs import Knob, Knobs
 
 ADMIN = {"X-Admin-Token": "t"}
@@ -186,3 +187,25 @@ def test_no_latency_means_no_wait(registry):
     sim.run("read", lambda: None)
     assert slept == []
     assert sim.counts == {"read": 1}
+
+
+@pytest.mark.parametrize("raw", ["²", "١٢", "٣", "9" * 5000, "1" + "0" * 30])
+@pytest.mark.parametrize("name", ["limit", "offset"])
+def test_paging_numbers_int_refuses_or_too_long_are_400(client, name, raw):
+    body = assert_json_error(client.get("/db", query_string={name: raw}), 400)
+    assert name in body["error"]
+    assert len(body["error"]) < 200
+
+
+def test_reads_of_unseen_ids_do_not_grow_the_table_forever(make_app, registry):
+    client = make_app(max_generated_records=5, seed_records=2).test_client()
+    for n in range(50):
+        body = client.get(f"/db/new-{n}").get_json()
+        assert body["id"] == f"new-{n}" and body["created"] is True
+    assert client.get("/stats").get_json()["records"] == 3 + 5
+    assert registry.get_sample_value("scalelab_db_records") == 8
+
+
+def test_a_negative_bound_is_a_config_error(make_app):
+    with pytest.raises(ConfigError, match="DATABASE_MAX_GENERATED_RECORDS"):
+        make_app(max_generated_records=-1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -14,7 +15,9 @@ from services.gateway.app import create_app as create_gateway
 from services.gateway.cache_aside import cache_key
 from services.kit.config import ConfigError
 from services.microservice.app import create_app as create_microservice
+from services.worker.app import create_app as create_worker
 
+from ..standins import CannedServer
 from ..support import InThread, wait_for
 
 SECRET = "g" * 48
@@ -376,3 +379,196 @@ def test_longtask_with_the_worker_down_is_503(make_gateway):
     client = make_gateway().test_client()
     body = assert_json_error(client.post("/longtask", headers=auth(client), json={"duration": 0}), 503)
     assert "worker unavailable" in body["error"]
+
+
+# ------------------------------------------------------------------ /data keys
+
+
+@pytest.mark.parametrize("key", ["", "k" * 1025])
+def test_a_data_key_that_is_empty_or_too_long_is_400_naming_it(gateway, key):
+    client = gateway.test_client()
+    body = assert_json_error(client.get("/data", query_string={"key": key}, headers=auth(client)), 400)
+    assert "key" in body["error"] and body["parameter"] == "key"
+
+
+def test_the_longest_data_key_works(gateway):
+    client = gateway.test_client()
+    assert client.get("/data", query_string={"key": "k" * 1024}, headers=auth(client)).status_code == 200
+
+
+# ------------------------------------------------------------------ /longtask when the worker is full or failing
+
+
+@pytest.fixture
+def full_worker(serve, tmp_path):
+    """A worker whose queue holds one task and whose runners are stopped, so it stays full."""
+    app = create_worker({"path": str(tmp_path / "tasks.sqlite3"), "max_queued": 1}, registry=CollectorRegistry())
+    app.extensions["task_runner"].stop()
+    yield serve(app)
+    app.extensions["task_runner"].stop()
+
+
+def test_a_full_worker_queue_is_passed_on_as_429_with_retry_after(make_gateway, full_worker):
+    client = make_gateway(worker_url=full_worker.url).test_client()
+    headers = auth(client)
+    assert client.post("/longtask", headers=headers, json={"duration": 0}).status_code == 202
+    response = client.post("/longtask", headers=headers, json={"duration": 0})
+    body = assert_json_error(response, 429)
+    assert response.headers["Retry-After"] == "2"  # the worker's own advice
+    assert "WORKER_MAX_QUEUED" in body["error"] and body["gateway_id"] == "2"
+
+
+def test_a_worker_that_cannot_be_reached_is_503_with_retry_after(make_gateway):
+    client = make_gateway().test_client()
+    response = client.post("/longtask", headers=auth(client), json={"duration": 0})
+    assert_json_error(response, 503)
+    assert response.headers["Retry-After"] == "1"
+
+
+def test_a_null_payload_reaches_the_worker(make_gateway, serve, tmp_path):
+    worker = create_worker({"path": str(tmp_path / "tasks.sqlite3"), "task_seconds": 0}, registry=CollectorRegistry())
+    try:
+        client = make_gateway(worker_url=serve(worker).url).test_client()
+        response = client.post("/longtask", headers=auth(client), data="null", content_type="application/json")
+        assert response.status_code == 202
+        task_id = response.get_json()["task_id"]
+        task = wait_for(lambda: client.get(f"/task/{task_id}", headers=auth(client)).get_json(), what="the task")
+        assert task["payload"] is None
+    finally:
+        worker.extensions["task_runner"].stop()
+
+
+# ------------------------------------------------------------------ time budgets per hop
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"request_budget_seconds": 10.0}, "must stay below SCALELAB_UPSTREAM_TIMEOUT"),
+        ({"request_budget_seconds": 6.0, "upstream_timeout": 5.0}, r"GATEWAY_REQUEST_BUDGET_SECONDS \(6.0\)"),
+        ({"database_timeout": 0}, "GATEWAY_DATABASE_TIMEOUT"),
+        ({"microservice_timeout": -1}, "GATEWAY_MICROSERVICE_TIMEOUT"),
+        ({"worker_timeout": 0}, "GATEWAY_WORKER_TIMEOUT"),
+        ({"cache_timeout": 0}, "GATEWAY_CACHE_TIMEOUT"),
+    ],
+)
+def test_budgets_must_be_positive_and_below_the_balancers_timeout(make_gateway, overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        make_gateway(**overrides)
+
+
+def test_the_default_budgets_fit_inside_the_balancers_timeout():
+    from services.gateway.config import GatewayConfig
+
+    config = GatewayConfig(jwt_secret=SECRET)
+    assert config.request_budget_seconds < config.upstream_timeout
+    for hop in (config.cache_timeout, config.database_timeout, config.microservice_timeout, config.worker_timeout):
+        assert 0 < hop < config.request_budget_seconds
+
+
+def slow_microservice(serve, service_id: str, ms: float) -> Served:
+    return serve(create_microservice({"service_time_ms": ms, "service_id": service_id}, registry=CollectorRegistry()))
+
+
+def test_a_slow_microservice_is_given_up_at_its_hop_timeout_and_another_one_answers(make_gateway, serve):
+    slow = slow_microservice(serve, "1", 1000)
+    fast = slow_microservice(serve, "2", 0)
+    client = make_gateway(
+        microservices=[f"slow={slow.url}", f"fast={fast.url}"], microservice_timeout=0.2
+    ).test_client()
+    headers = auth(client)
+    started = time.monotonic()
+    for _ in range(2):  # round robin: one of the two starts at the slow one
+        response = client.get("/process", headers=headers)
+        assert response.status_code == 200 and response.get_json()["service_id"] == "2"
+    assert time.monotonic() - started < 1.0
+
+
+def test_process_stops_retrying_when_the_budget_is_spent(make_gateway, serve):
+    slow = [slow_microservice(serve, str(n), 1000) for n in range(3)]
+    client = make_gateway(
+        microservices=[f"slow-{n}={server.url}" for n, server in enumerate(slow)],
+        microservice_timeout=0.3,
+        request_budget_seconds=0.5,
+    ).test_client()
+    headers = auth(client)
+    started = time.monotonic()
+    body = assert_json_error(client.get("/process", headers=headers), 504)
+    assert 0.45 <= time.monotonic() - started < 0.9
+    assert "pool 'microservices'" in body["error"]
+
+
+@pytest.fixture
+def canned():
+    """A canned microservice on 127.0.0.1 that records what it is sent."""
+    server = CannedServer()
+    server.json("GET", "/process", {"message": "canned", "service_id": "c"})
+    yield server
+    server.stop()
+
+
+def last_process(server: CannedServer):
+    """Return the last /process request the server saw (the pool's health checks reach it too)."""
+    return [seen for seen in server.seen if seen.path == "/process"][-1]
+
+
+def test_x_request_deadline_shortens_the_budget_and_is_passed_on(make_gateway, canned):
+    server = canned
+    client = make_gateway(microservices=[f"canned={server.url}"]).test_client()
+    deadline = time.time() + 3
+    response = client.get("/process", headers={**auth(client), "X-Request-Deadline": f"{deadline:.3f}"})
+    assert response.status_code == 200
+    passed_on = float(last_process(server).headers["X-Request-Deadline"])
+    assert deadline - 0.5 < passed_on <= deadline + 0.01
+    client.get("/process", headers=auth(client))  # without the header: the gateway's own budget
+    assert float(last_process(server).headers["X-Request-Deadline"]) == pytest.approx(time.time() + 8, abs=0.5)
+
+
+def test_a_deadline_already_past_is_504_before_any_call(make_gateway, canned):
+    server = canned
+    client = make_gateway(microservices=[f"canned={server.url}"]).test_client()
+    headers = {**auth(client), "X-Request-Deadline": f"{time.time() - 1:.3f}"}
+    assert_json_error(client.get("/process", headers=headers), 504)
+    assert_json_error(client.get("/data?key=1", headers=headers), 504)
+    assert_json_error(client.post("/longtask", headers=headers, json={}), 504)
+    assert "/process" not in server.paths()  # only the pool's health checks reached it
+
+
+@pytest.mark.parametrize("value", ["soon", "NaN", "inf", "1e400", "-5", "²"])
+def test_a_malformed_deadline_header_is_400_naming_it(gateway, value):
+    client = gateway.test_client()
+    body = assert_json_error(client.get("/data", headers={**auth(client), "X-Request-Deadline": value}), 400)
+    assert "X-Request-Deadline" in body["error"]
+
+
+@pytest.fixture
+def slow_database(serve, tmp_path):
+    """A database whose every query takes a second."""
+    app = create_database(
+        {"latency_ms": 1000, "jitter_ms": 0, "path": str(tmp_path / "slow.sqlite3")}, registry=CollectorRegistry()
+    )
+    yield serve(app)
+    app.extensions["record_store"].close()
+
+
+def test_a_slow_database_is_504_once_the_budget_is_spent(make_gateway, backends, slow_database):
+    client = make_gateway(cache_url=backends["cache"].url, database_url=slow_database.url).test_client()
+    headers = {**auth(client), "X-Request-Deadline": f"{time.time() + 0.3:.3f}"}
+    started = time.monotonic()
+    body = assert_json_error(client.get("/data?key=slow", headers=headers), 504)
+    assert time.monotonic() - started < 0.8
+    assert "database" in body["error"]
+
+
+def test_a_slow_database_past_its_hop_timeout_is_503_within_the_budget(make_gateway, slow_database):
+    client = make_gateway(database_url=slow_database.url, database_timeout=0.2).test_client()
+    body = assert_json_error(client.get("/data?key=slow", headers=auth(client)), 503)
+    assert "database unavailable" in body["error"]
+
+
+def test_a_cache_cut_short_by_the_budget_is_not_marked_down(make_gateway, backends, registry):
+    client = make_gateway(cache_url=backends["cache"].url, database_url=backends["database"].url).test_client()
+    headers = {**auth(client), "X-Request-Deadline": f"{time.time() - 1:.3f}"}
+    assert_json_error(client.get("/data?key=1", headers=headers), 504)
+    assert client.get("/health").get_json()["cache"] == "available"
+    assert registry.get_sample_value("scalelab_gateway_cache_lookups_total", {"result": "error"}) is None

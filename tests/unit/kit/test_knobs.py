@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from services.kit.errors import ApiError
-from services.kit.knobs import Knob, Knobs
+from services.kit.knobs import MAX_KNOB_MAGNITUDE, Knob, Knobs
 
 
 def lab_knobs(registry: CollectorRegistry | None = None) -> Knobs:
@@ -94,6 +94,30 @@ def test_bad_updates_are_400_and_change_nothing(changes, match):
     before = knobs.values()
     assert_400(lambda: knobs.update(changes), match)
     assert knobs.values() == before
+
+
+@pytest.mark.parametrize("value", [1e308, -1e308, 10**400, -(10**400), 2**64])
+def test_huge_numbers_are_400_for_bounded_and_unbounded_knobs(value, registry):
+    knobs = Knobs(
+        [
+            Knob("latency_ms", 50.0, "Bounded float.", 0, 1000),
+            Knob("workers", 4, "Bounded int.", 1, 16),
+            Knob("free_float", 1.0, "No limits."),
+            Knob("free_int", 1, "No limits."),
+        ],
+        registry,
+    )
+    before = knobs.values()
+    for name in before:
+        assert_400(lambda name=name: knobs.update({name: value}), "must lie in|takes a number from")
+    assert knobs.values() == before
+    assert registry.get_sample_value("scalelab_knob_value", {"knob": "free_int"}) == 1.0  # still scrapes
+
+
+def test_unbounded_knobs_take_numbers_up_to_the_largest_exact_float():
+    knobs = Knobs([Knob("free_int", 1, "No limits."), Knob("free_float", 1.0, "No limits.")])
+    knobs.update({"free_int": MAX_KNOB_MAGNITUDE, "free_float": -MAX_KNOB_MAGNITUDE})
+    assert knobs.values() == {"free_int": 2**53, "free_float": -(2.0**53)}
 
 
 def test_update_is_all_or_nothing():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -119,3 +120,27 @@ def test_key_is_released_after_a_failure():
     with pytest.raises(ValueError, match="first try"):
         flight.do("k", fail)
     assert flight.do("k", lambda: "second try") == ("second try", False)
+
+
+def test_a_waiting_caller_gives_up_after_its_wait_and_the_run_goes_on():
+    flight = SingleFlight()
+    release = threading.Event()
+    started = threading.Event()
+    results = []
+
+    def slow():
+        started.set()
+        release.wait(5)
+        return "done"
+
+    leader = threading.Thread(target=lambda: results.append(flight.do("k", slow)))
+    leader.start()
+    started.wait(5)
+    begun = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"0\.05 s"):
+        flight.do("k", lambda: "never runs", wait=0.05)
+    assert 0.04 <= time.monotonic() - begun < 1
+    release.set()
+    leader.join(5)
+    assert results == [("done", False)]
+    assert flight.do("k", lambda: "again", wait=0.05) == ("again", False)

@@ -136,3 +136,31 @@ def test_a_backend_can_be_added_again_under_a_removed_name(tier, probe):
     count = probe.probed.count("c")
     wait_for(lambda: probe.probed.count("c") > count + 2, what="the re-added c to be probed")
     assert added.url == "http://127.0.0.1:9009"
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ({"name": "d", "url": "http://"}, "url"),
+        ({"name": "d", "url": "http://127.0.0.1:99999"}, "url"),
+        ({"name": "d", "url": "http://127.0.0.1:port"}, "url"),
+        ({"name": "d", "url": "http://127.0.0.1:9004/path"}, "url"),
+        ({"name": "d", "url": "http://127.0.0.1:9004?q=1"}, "url"),
+        ({"name": "d", "url": "http://user:pw@127.0.0.1:9004"}, "url"),
+        ({"name": "", "url": "http://127.0.0.1:9004"}, "name"),
+        ({"name": "a/b", "url": "http://127.0.0.1:9004"}, "name"),
+        ({"name": "x" * 64, "url": "http://127.0.0.1:9004"}, "name"),
+        ({"name": "wéight", "url": "http://127.0.0.1:9004"}, "name"),
+        ({"name": "d", "url": "http://127.0.0.1:9004", "weight": 10**400}, "weight"),
+    ],
+)
+def test_a_backend_spec_the_tier_cannot_use_is_400(tier, spec, match):
+    with pytest.raises(ApiError, match=match) as info:
+        tier.add_backend(spec)
+    assert info.value.status == 400
+    assert names(tier) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9004", "http://127.0.0.1:9004/", "http://localhost"])
+def test_a_plain_base_url_is_accepted(tier, url):
+    assert tier.add_backend({"name": "d.1_x-2", "url": url}).name == "d.1_x-2"

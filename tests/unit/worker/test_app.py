@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
+from services.kit.config import ConfigError
 from services.worker.app import create_app
+from services.worker.queue import TaskQueue
 
 from ..support import wait_for
+from .flaky import FlakyQueue
 
 ADMIN = {"X-Admin-Token": "t"}
 
@@ -155,3 +158,80 @@ def test_tasks_survive_a_restart(make_app, tmp_path):
         assert task["result"]["echo"] == {"duration": 0, "kept": True}
     finally:
         second.extensions["task_runner"].stop()
+
+
+# ------------------------------------------------------------------ bounds and a failing task store
+
+
+def test_a_full_queue_answers_429_with_retry_after(make_app, registry):
+    app = make_app(max_queued=2)
+    app.extensions["task_runner"].stop()  # nothing is claimed: the queue only fills
+    client = app.test_client()
+    submit(client, {"duration": 0})
+    submit(client, {"duration": 0})
+    response = client.post("/task", json={"duration": 0})
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) >= 1
+    body = response.get_json()
+    assert body["status"] == 429 and "WORKER_MAX_QUEUED" in body["error"] and body["max_queued"] == 2
+    assert client.get("/tasks").get_json()["counts"]["queued"] == 2
+    assert registry.get_sample_value("scalelab_tasks_submitted_total") == 2
+
+
+def test_finished_tasks_expire_after_the_retention(make_app):
+    client = make_app(task_retention_seconds=0.05).test_client()
+    task_id = submit(client, {"duration": 0})
+    assert finished(client, task_id)["status"] == "completed"
+    wait_for(lambda: client.get(f"/task/{task_id}").status_code == 404, what="the task to expire")
+
+
+@pytest.mark.parametrize(("setting", "value"), [("max_queued", 0), ("task_retention_seconds", 0)])
+def test_bounds_must_be_positive(make_app, setting, value):
+    with pytest.raises(ConfigError, match="WORKER_MAX_QUEUED"):
+        make_app(**{setting: value})
+
+
+@pytest.fixture
+def flaky_app(tmp_path, registry):
+    flaky = FlakyQueue(TaskQueue(tmp_path / "flaky.sqlite3"))
+    app = create_app({"concurrency": 2, "admin_token": "t"}, registry=registry, queue=flaky)
+    yield app, flaky
+    app.extensions["task_runner"].stop()
+
+
+def test_a_storage_error_in_a_route_is_503_with_retry_after_and_counted(flaky_app, registry):
+    app, flaky = flaky_app
+    client = app.test_client()
+    flaky.fail(submit=1, get=1)
+    response = client.post("/task", json={"duration": 0})
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert "database is locked" in response.get_json()["error"]
+    task_id = submit(client, {"duration": 0})  # the next try goes through
+    assert client.get(f"/task/{task_id}").status_code == 503
+    assert finished(client, task_id)["status"] == "completed"
+    assert registry.get_sample_value("scalelab_worker_storage_errors_total") == 2
+
+
+def test_health_reports_degraded_with_200_while_the_store_fails_and_the_pool_stays_full(flaky_app):
+    app, flaky = flaky_app
+    client = app.test_client()
+    flaky.fail(claim=4)
+    task_id = submit(client, {"duration": 0})
+    wait_for(flaky.pending(), what="the planned failures")
+    response = client.get("/health")
+    assert response.status_code == 200  # still serving: the balancer and the launcher keep it
+    body = response.get_json()
+    assert body["status"] == "degraded"
+    assert any("database is locked" in reason for reason in body["reasons"])
+    assert body["threads_alive"] == body["concurrency"] == 2
+    assert finished(client, task_id)["status"] == "completed"
+
+
+def test_health_survives_a_store_that_cannot_count(flaky_app):
+    app, flaky = flaky_app
+    flaky.fail(depth=1)
+    response = app.test_client().get("/health")
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "degraded"
+    assert response.get_json()["queue_depth"] == 0

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import random
 import threading
 
 import pytest
 
-from services.worker.queue import STATUSES, TaskQueue
-from services.worker.runner import TaskRunner
+from services.worker.queue import STATUSES, QueueFull, TaskQueue
+from services.worker.runner import (
+    STORAGE_BACKOFF_MAX_SECONDS,
+    STORAGE_BACKOFF_SECONDS,
+    STORAGE_ERROR_WINDOW_SECONDS,
+    TaskRunner,
+)
 
 from ..support import wait_for
+from .flaky import FlakyQueue
 
 
 @pytest.fixture
@@ -143,8 +150,8 @@ def runners():
         runner.stop()
 
 
-def start_runner(runners, queue, execute, concurrency, registry) -> TaskRunner:
-    runner = TaskRunner(queue, execute, concurrency, registry)
+def start_runner(runners, queue, execute, concurrency, registry, **options) -> TaskRunner:
+    runner = TaskRunner(queue, execute, concurrency, registry, **options)
     runners.append(runner)
     runner.start()
     return runner
@@ -228,3 +235,133 @@ def test_runner_start_requeues_and_finishes_interrupted_tasks(path, runners, reg
 def test_runner_needs_a_positive_concurrency(queue, registry):
     with pytest.raises(ValueError, match="at least 1"):
         TaskRunner(queue, lambda payload: None, 0, registry)
+
+
+# ------------------------------------------------------------------ the bounds: queued tasks and retention
+
+
+def test_submit_beyond_max_queued_raises_queue_full_and_stores_nothing(path):
+    queue = TaskQueue(path, max_queued=2)
+    queue.submit(1)
+    queue.submit(2)
+    with pytest.raises(QueueFull, match="2 tasks waiting") as info:
+        queue.submit(3)
+    assert info.value.limit == 2
+    assert queue.depth() == 2
+    queue.claim()  # a task started: a slot is free again
+    queue.submit(4)
+    assert queue.counts() == {"queued": 2, "processing": 1, "completed": 0, "failed": 0}
+
+
+def test_the_bound_holds_across_connections(path):
+    TaskQueue(path, max_queued=1).submit("first")
+    with pytest.raises(QueueFull):
+        TaskQueue(path, max_queued=1).submit("second")
+
+
+def test_purge_deletes_finished_tasks_past_the_retention_only(path, clock):
+    queue = TaskQueue(path, clock=clock)
+    done, failed, running, waiting = (queue.submit(n) for n in range(4))
+    for _ in range(3):
+        queue.claim()
+    queue.finish(done, result=1)
+    queue.finish(failed, error="boom")
+    clock.advance(59)
+    assert queue.purge(60) == 0
+    clock.advance(1.5)
+    assert queue.purge(60) == 2
+    assert queue.get(done) is None and queue.get(failed) is None
+    assert queue.get(running)["status"] == "processing"
+    assert queue.get(waiting)["status"] == "queued"
+    clock.advance(10_000)
+    assert queue.purge(60) == 0  # unfinished tasks never expire
+
+
+# ------------------------------------------------------------------ storage errors in the runner
+
+
+def test_backoff_doubles_up_to_its_cap_with_jitter(queue, registry):
+    runner = TaskRunner(queue, lambda payload: None, 1, registry, rng=random.Random(1))
+    for failures in range(1, 40):
+        ceiling = min(STORAGE_BACKOFF_MAX_SECONDS, STORAGE_BACKOFF_SECONDS * 2 ** (failures - 1))
+        assert ceiling / 2 <= runner.backoff(failures) <= ceiling
+    waits = {round(runner.backoff(3), 6) for _ in range(20)}
+    assert len(waits) > 10  # jittered, so the threads do not retry in step
+
+
+def test_runner_threads_survive_storage_errors_and_the_pool_stays_full(queue, runners, registry):
+    flaky = FlakyQueue(queue, claim=6, finish=2)
+    runner = start_runner(runners, flaky, lambda payload: {"echo": payload}, 3, registry)
+    ids = [runner.submit({"n": n}) for n in range(6)]
+    for task_id in ids:
+        task = wait_for(lambda t=task_id: status_of(queue, t, "completed", "failed"), what="the task to finish")
+        assert task["status"] == "completed"
+        assert task["attempts"] == 1  # a failed finish is retried, the task is not run again
+    wait_for(flaky.pending(), what="every planned failure")
+    assert runner.threads_alive() == 3
+    assert registry.get_sample_value("scalelab_worker_storage_errors_total") == 8
+    assert registry.get_sample_value("scalelab_worker_threads_alive") == 3
+    assert registry.get_sample_value("scalelab_tasks_total", {"status": "completed"}) == 6
+
+
+def test_health_is_degraded_for_a_while_after_a_storage_error(queue, runners, registry, clock):
+    flaky = FlakyQueue(queue)
+    runner = TaskRunner(flaky, lambda payload: None, 2, registry, clock=clock)
+    runners.append(runner)
+    runner.start()
+    assert "status" not in runner.health()
+    flaky.fail(claim=1)
+    wait_for(flaky.pending(), what="the failure")
+    health = wait_for(lambda: runner.health() if "status" in runner.health() else None, what="degraded")
+    assert health["status"] == "degraded"
+    assert "database is locked" in health["reasons"][0] and "claim a task" in health["reasons"][0]
+    assert health["threads_alive"] == 2 and health["concurrency"] == 2
+    clock.advance(STORAGE_ERROR_WINDOW_SECONDS)
+    assert "status" not in runner.health()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread ends on purpose
+def test_health_is_degraded_when_a_runner_thread_is_gone(queue, runners, registry):
+    def execute(payload):
+        raise SystemExit  # not an error a runner catches: it ends the thread
+
+    runner = start_runner(runners, queue, execute, 2, registry)
+    assert "status" not in runner.health()
+    runner.submit("exit")
+    wait_for(lambda: runner.threads_alive() == 1, what="a runner thread to end")
+    health = runner.health()
+    assert health["status"] == "degraded"
+    assert health["reasons"] == ["1 of 2 runner threads alive"]
+    assert registry.get_sample_value("scalelab_worker_threads_alive") == 1
+
+
+def test_a_depth_the_store_cannot_give_is_the_last_one_known(queue, registry):
+    flaky = FlakyQueue(queue)
+    runner = TaskRunner(flaky, lambda payload: None, 1, registry)
+    queue.submit("waiting")
+    assert runner.depth() == 1
+    flaky.fail(depth=1)
+    assert runner.depth() == 1
+    assert registry.get_sample_value("scalelab_worker_storage_errors_total") == 1
+
+
+def test_a_result_json_cannot_hold_fails_the_task_and_keeps_the_thread(queue, runners, registry):
+    runner = start_runner(runners, queue, lambda payload: {"set": {1, 2}}, 1, registry)
+    task_id = runner.submit("x")
+    task = wait_for(lambda: status_of(queue, task_id, "completed", "failed"), what="the task to finish")
+    assert task["status"] == "failed" and "JSON" in task["error"]
+    assert runner.threads_alive() == 1
+
+
+def test_runner_purges_finished_tasks_past_the_retention(path, runners, registry):
+    queue = TaskQueue(path)
+    runner = start_runner(runners, queue, lambda payload: payload, 1, registry, retention_seconds=0.05)
+    task_id = runner.submit("short-lived")
+    wait_for(lambda: status_of(queue, task_id, "completed"), what="the task to finish")
+    wait_for(lambda: queue.get(task_id) is None, what="the purge")
+    assert registry.get_sample_value("scalelab_tasks_purged_total") == 1
+
+
+def test_runner_needs_a_positive_retention(queue, registry):
+    with pytest.raises(ValueError, match="retention"):
+        TaskRunner(queue, lambda payload: None, 1, registry, retention_seconds=0)
