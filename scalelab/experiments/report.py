@@ -50,6 +50,10 @@ COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e3
 # ---------------------------------------------------------------------------- plots
 
 
+# More bars than this side by side and their labels would overlap.
+MANY_BARS = 6
+
+
 def _figure(width: float = 7.0, height: float = 4.0) -> Figure:
     figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
@@ -221,7 +225,8 @@ def plot_variants(outcomes: Sequence[VariantOutcome], path: Path) -> Path | None
     if len(outcomes) < 2:
         return None
     names = [o.name for o in outcomes]
-    figure = _figure(10, 7)
+    many = len(names) > MANY_BARS  # long rows of bars: a wider figure, labels turned upright
+    figure = _figure(max(10.0, 0.8 * len(names)), 10 if many else 7)
     (throughput, latency), (split, extra) = figure.subplots(2, 2)
     xs = list(range(len(names)))
     bars = throughput.bar(xs, [o.metrics.get("throughput_rps") or 0 for o in outcomes], color=COLORS[0])
@@ -259,7 +264,7 @@ def plot_variants(outcomes: Sequence[VariantOutcome], path: Path) -> Path | None
         extra.set_title("Error ratio")
     extra.bar_label(bars, fmt="%.3g", fontsize=8)
     for axes in (throughput, latency, split, extra):
-        axes.set_xticks(xs, names, fontsize=8)
+        axes.set_xticks(xs, names, fontsize=8, rotation=90 if many else 0)
     return _save(figure, path)
 
 
@@ -268,7 +273,7 @@ def plot_failover(outcomes: Sequence[VariantOutcome], path: Path) -> Path | None
     events = [event for o in outcomes for event in o.events]
     if not events:
         return None
-    figure = _figure(8, 4)
+    figure = _figure(max(8.0, 1.4 * len(events)), 4)
     axes = figure.add_subplot()
     series = (
         ("detected (measured)", "detected_after", COLORS[3]),
@@ -343,6 +348,10 @@ def _number(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+# What the expected-versus-measured table shows of each variant.
+EXPECTED_COLUMNS = ("error_ratio", "lost", "p50_ms", "p99_ms", "max_ms")
+
+
 def render_html(summary: dict[str, Any], plots: dict[str, Path], checks: Sequence[CheckResult]) -> str:
     """Return report.html's text: verdict, checks, metrics, failover, plots (embedded) and configuration."""
     variants = summary["variants"]
@@ -358,6 +367,17 @@ def render_html(summary: dict[str, Any], plots: dict[str, Path], checks: Sequenc
             checks=checks,
             failed=[check for check in checks if not check.passed],
             variant_names=[v["name"] for v in variants],
+            expected=[
+                {
+                    "variant": v["name"],
+                    "expect": summary.get("expected", {}).get(v["name"], ""),
+                    "checks": [c for c in checks if c.variant == v["name"]],
+                    "measured": {m: v["metrics"].get(m) for m in EXPECTED_COLUMNS},
+                }
+                for v in variants
+                if summary.get("expected", {}).get(v["name"])
+            ],
+            expected_columns=EXPECTED_COLUMNS,
             metrics=[
                 {
                     "name": m,
@@ -418,6 +438,8 @@ def write_report(
         "checks": [check.to_dict() for check in checks],
         "notes": list(notes),
         "variants": [outcome.to_dict() for outcome in outcomes],
+        # What each variant was expected to show, beside what it measured (fault-matrix and the like).
+        "expected": {variant.name: variant.expect for variant in experiment.variants if variant.expect},
         "config": experiment.raw,
         "files": {
             "report": "report.html",

@@ -35,7 +35,7 @@ from scalelab.experiments.measure import counter_deltas, counters, failover_even
 from scalelab.experiments.outcome import Result, VariantOutcome
 from scalelab.experiments.records import read_csv, request_metrics
 from scalelab.experiments.report import write_report
-from scalelab.experiments.spec import Experiment, Variant, builtin_names
+from scalelab.experiments.spec import Action, Experiment, Variant, builtin_names
 from scalelab.experiments.spec import load as load_experiment
 from scalelab.experiments.timeline import Executor, Undo, run_timeline, wait_settled
 from scalelab.failover import PoolWatcher
@@ -127,8 +127,17 @@ def _results_directory(root: Path, name: str, started: float) -> Path:
     return candidate
 
 
+def timeline_of(experiment: Experiment, variant: Variant) -> tuple[Action, ...]:
+    """Return the actions to carry out while ``variant``'s load runs: its own timeline, else the experiment's."""
+    return variant.timeline or experiment.timeline
+
+
 def _changes_stack(experiment: Experiment) -> bool:
-    return bool(experiment.setup or experiment.timeline or any(variant.setup for variant in experiment.variants))
+    return bool(
+        experiment.setup
+        or experiment.timeline
+        or any(variant.setup or variant.timeline for variant in experiment.variants)
+    )
 
 
 def run_experiment(
@@ -241,7 +250,7 @@ def _run_variant(
         if settled:
             outcome.notes.append(settled)
     before = counters(stack) if stack is not None else None
-    watcher = PoolWatcher(stack, count_retries=bool(experiment.timeline)) if stack is not None else None
+    watcher = PoolWatcher(stack, count_retries=bool(timeline_of(experiment, variant))) if stack is not None else None
     if watcher is not None:
         watcher.start()
     try:
@@ -297,10 +306,11 @@ def _drive(run: _VariantRun) -> None:
                 if kind == "started":
                     outcome.t0 = float(event["t0"])
                     progress.update(index, 0.0, f"{variant.name}: load started")
-                    if experiment.timeline and executor is not None:
+                    due = timeline_of(experiment, variant)
+                    if due and executor is not None:
                         timeline = threading.Thread(
                             target=run_timeline,
-                            args=(executor, experiment.timeline, outcome.t0, outcome.actions, stop_timeline),
+                            args=(executor, due, outcome.t0, outcome.actions, stop_timeline),
                             name="experiment-timeline",
                             daemon=True,
                         )

@@ -99,10 +99,12 @@ class Action:
 
 @dataclass(frozen=True)
 class Variant:
-    """One run of the load under its own setup (e.g. coalescing off, then on)."""
+    """One run of the load under its own setup (e.g. coalescing off, then on), and its own timeline if it has one."""
 
     name: str
     setup: tuple[Action, ...] = ()
+    timeline: tuple[Action, ...] = ()  # replaces the experiment's timeline for this variant
+    expect: str = ""  # the outcome expected, in words, written beside the measured one in the report
 
 
 @dataclass(frozen=True)
@@ -361,7 +363,7 @@ class _Reader:
         name = self.text(document.get("name", Path(self.filename).stem), "name")
         load = self.load(document["load"])
         setup = self.actions(document.get("setup", []), "setup", timed=False)
-        variants = self.variants(document.get("variants", []))
+        variants = self.variants(document.get("variants", []), load.duration)
         timeline = self.actions(document.get("timeline", []), "timeline", timed=True, until=load.duration)
         checks = self.checks(document.get("checks", []), [variant.name for variant in variants])
         notes = document.get("notes", "") or ""
@@ -468,18 +470,29 @@ class _Reader:
                 raise self.fail(f"{where}.at", f"{at:g} s is not before the end of the load ({until:g} s)")
         return Action(verb, target, knobs, at)
 
-    def variants(self, value: Any) -> tuple[Variant, ...]:
+    def variants(self, value: Any, until: float | None = None) -> tuple[Variant, ...]:
         if value is None or value == []:
             return (Variant(DEFAULT_VARIANT),)
         if not isinstance(value, list):
             raise self.fail("variants", f"must be a list, not {_show(value)}")
         variants = []
         for index, item in enumerate(value):
-            raw = self.mapping(item, f"variants[{index}]", ("name", "setup"))
-            name = self.text(raw.get("name"), f"variants[{index}].name")
+            where = f"variants[{index}]"
+            raw = self.mapping(item, where, ("name", "setup", "timeline", "expect"))
+            name = self.text(raw.get("name"), f"{where}.name")
             if name in [variant.name for variant in variants]:
-                raise self.fail(f"variants[{index}].name", f"{name!r} is used twice")
-            variants.append(Variant(name, self.actions(raw.get("setup", []), f"variants[{index}].setup", False)))
+                raise self.fail(f"{where}.name", f"{name!r} is used twice")
+            expect = raw.get("expect", "") or ""
+            if not isinstance(expect, str):
+                raise self.fail(f"{where}.expect", f"must be text, not {_show(expect)}")
+            variants.append(
+                Variant(
+                    name,
+                    self.actions(raw.get("setup", []), f"{where}.setup", False),
+                    self.actions(raw.get("timeline", []), f"{where}.timeline", timed=True, until=until),
+                    " ".join(expect.split()),
+                )
+            )
         return tuple(variants)
 
     def checks(self, value: Any, variants: list[str]) -> tuple[Check, ...]:

@@ -63,7 +63,17 @@ def coalescing_saves_database_reads(result: dict) -> None:
 
 
 # What some experiments must show beyond their own checks.
-MORE = {"failover": failover_is_timed_from_the_pools_own_timestamps, "stampede": coalescing_saves_database_reads}
+def every_fault_row_says_what_it_expects(result: dict) -> None:
+    # One row per instance and fault, each with its expected outcome beside the measured one.
+    assert len(result["expected"]) == len(result["variants"]) >= 20
+    assert "single point of failure" in result["expected"]["kill load-balancer"]
+
+
+MORE = {
+    "failover": failover_is_timed_from_the_pools_own_timestamps,
+    "stampede": coalescing_saves_database_reads,
+    "fault-matrix": every_fault_row_says_what_it_expects,
+}
 
 
 def snapshot(stack: Stack) -> tuple[dict[str, str], dict[str, dict[str, object]]]:
@@ -71,7 +81,7 @@ def snapshot(stack: Stack) -> tuple[dict[str, str], dict[str, dict[str, object]]
     states = {info.name: info.state for info in stack.orchestrator.instances()}
     knobs = {}
     for info in stack.services():
-        if info.service in ("gateway", "microservice", "load-balancer", "database"):
+        if info.service in ("gateway", "microservice", "load-balancer", "database", "worker"):
             response = requests.get(stack.url(info.name) + "/control", headers=stack.admin(), timeout=REQUEST_TIMEOUT)
             knobs[info.name] = {name: knob["value"] for name, knob in response.json()["knobs"].items()}
     return states, knobs
