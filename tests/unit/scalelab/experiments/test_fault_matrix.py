@@ -29,6 +29,11 @@ def test_every_latency_and_error_knob_is_turned_and_put_back() -> None:
                 assert len(values) >= 2 and values[-1] == knob.default, (target, knob.name, values)
 
 
+def test_each_row_is_short() -> None:
+    matrix = load("fault-matrix")
+    assert matrix.load.duration is not None and matrix.load.duration <= 5
+
+
 def test_every_row_says_what_to_expect_and_checks_it() -> None:
     matrix = load("fault-matrix")
     checked = {check.variant for check in matrix.checks}
