@@ -21,7 +21,8 @@ from scalelab.experiments.spec import (
 )
 
 BUILTINS = (
-    "algorithms", "caching", "failover", "fault-matrix", "load-balancing", "microservice-routing", "scaling", "stampede",
+    "algorithms", "caching", "failover", "fault-matrix", "load-balancing", "microservice-routing", "scaling",
+    "stampede",
 )  # fmt: skip
 # Long on purpose: one row per instance and fault (its own test keeps each row short).
 LONG = ("fault-matrix",)
