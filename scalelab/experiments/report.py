@@ -12,6 +12,7 @@ import base64
 import functools
 import json
 import math
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import datetime
@@ -61,7 +62,14 @@ def _figure(width: float = 7.0, height: float = 4.0) -> Figure:
 
 
 def _save(figure: Figure, path: Path) -> Path:
-    figure.savefig(path, format="png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        try:
+            figure.savefig(path, format="png")
+        except UserWarning:
+            # Too many labels for constrained layout (a long fault matrix): lay the figure out plainly.
+            figure.set_layout_engine("none")
+            figure.savefig(path, format="png")
     return path
 
 

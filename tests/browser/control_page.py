@@ -94,6 +94,15 @@ class ControlPage:
             chart,
         )
 
+    def since(self, chart: str, epoch_seconds: float) -> dict[str, list[Any]]:
+        """Return the values each line of a chart draws from ``epoch_seconds`` on (its x axis is epoch ms)."""
+        return self.page.evaluate(
+            "([id, since]) => { const g = document.querySelector(`#chart-${id} .js-plotly-plot`);"
+            " if (!g || !g.data) return {};"
+            " return Object.fromEntries(g.data.map(t => [t.name, t.y.filter((_, i) => t.x[i] >= since)])); }",
+            [chart, epoch_seconds * 1000],
+        )
+
     def latest(self, chart: str) -> dict[str, float | None]:
         """Return each line's newest value."""
         return {name: (values[-1] if values else None) for name, values in self.chart(chart).items()}
