@@ -50,7 +50,18 @@ def compose(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="session")
-def compose_stack() -> Iterator[None]:
+def compose_secrets() -> Path:
+    """The stack's secrets in .env beside the compose file, made once per checkout (compose needs them)."""
+    env_file = REPO / ".env"
+    if not env_file.exists():
+        from scalelab.cli.main import cli
+
+        assert cli(["secrets", "--env-file", str(env_file)]) == 0
+    return env_file
+
+
+@pytest.fixture(scope="session")
+def compose_stack(compose_secrets: Path) -> Iterator[None]:
     """Build and start the stack; tear down containers, networks and volumes even on failure."""
     client = docker_client()
     if compose_command() is None:
@@ -60,10 +71,6 @@ def compose_stack() -> Iterator[None]:
             client.images.get(image)
         except Exception:
             pytest.skip(f"base image {image} is not on this engine and no registry gave it; .ci/docker-setup builds it")
-    if not (REPO / ".env").exists():  # the stack's secrets, made once per checkout
-        from scalelab.cli.main import cli
-
-        assert cli(["secrets", "--env-file", str(REPO / ".env")]) == 0
     taken = []
     for name, port in published_ports().items():
         with socket.socket() as sock:

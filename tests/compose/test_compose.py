@@ -33,7 +33,7 @@ def _prom(expr: str) -> list:
     return requests.get(PROMETHEUS + "/api/v1/query", params={"query": expr}, timeout=T).json()["data"]["result"]
 
 
-def test_compose_file_is_accepted_by_the_compose_cli() -> None:
+def test_compose_file_is_accepted_by_the_compose_cli(compose_secrets: Path) -> None:
     if compose_command() is None:
         pytest.skip("no compose CLI (docker compose or docker-compose); .ci/run installs one")
     result = compose("config", "-q", check=False)
