@@ -1,6 +1,8 @@
 """The load balancer: an asyncio reverse proxy in front of the gateways, with its own admin routes.
 
 Its own routes are /health, /metrics, /control and /lb/*; every other request goes to a gateway.
+Every request, its own or proxied, must name the balancer as Host and, if it changes state, come
+from no other site (services/kit/origin.py): the gateways behind it only see the balancer's Host.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ from prometheus_client import CollectorRegistry
 
 from ..kit import ADMIN_HEADER, ApiError, HttpMetrics, Knobs, check_admin_token, error_body, load_config, parse_backends
 from ..kit.app import configure_logging
+from ..kit.config import ConfigError
+from ..kit.inputs import parse_json
 from ..kit.metrics import exposition
+from ..kit.origin import allowed_hosts, host_allowed, host_refusal, refusal
 from ..kit.tier import DRAIN_POLL_SECONDS, DRAIN_SECONDS, BalancedTier
 from .config import BalancerConfig
+from .inputs import check_gateway, check_gateway_name, gateway_address
 from .proxy import Proxy
 
 log = logging.getLogger(__name__)
@@ -37,10 +43,12 @@ class Balancer:
         config.instance = config.instance or "load-balancer"
         self.config = config
         self.registry = registry
+        try:
+            self.allowed_hosts = allowed_hosts(config.instance, config.allowed_hosts)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self.knobs = Knobs([], registry)
-        self.tier = BalancedTier(
-            "gateways", parse_backends(config.backends, "BALANCER_BACKENDS"), config, self.knobs, registry
-        )
+        self.tier = BalancedTier("gateways", _gateways(config.backends), config, self.knobs, registry)
         self.proxy = Proxy(self.tier, config.upstream_timeout, config.connect_timeout)
         self.metrics = HttpMetrics("load-balancer", config.instance, registry)
         self.started = time.time()
@@ -50,11 +58,10 @@ class Balancer:
         check_admin_token(self.config.admin_token, request.headers.get(ADMIN_HEADER))
 
     async def json_body(self, request: web.Request) -> Any:
-        """Return the request's JSON body or raise a 400 ApiError."""
-        try:
-            return await request.json()
-        except ValueError:
-            raise ApiError(400, "expected a JSON body with Content-Type: application/json") from None
+        """Return the request's JSON body or raise a 400 ApiError saying what is wrong with it (the kit's rules)."""
+        # Bytes rather than request.json(): that decodes with the charset the client names, and an unknown one is a
+        # LookupError; json.loads finds UTF-8, -16 or -32 by itself.
+        return parse_json(await request.read())
 
     async def start_health_checks(self, _app: web.Application) -> None:
         """Start probing the gateways once the server runs."""
@@ -93,7 +100,10 @@ class Balancer:
 
     async def add_backend(self, request: web.Request) -> web.Response:
         self.admin(request)
-        backend = self.tier.add_backend(await self.json_body(request))
+        spec = await self.json_body(request)
+        if isinstance(spec, dict):
+            check_gateway(spec)
+        backend = self.tier.add_backend(spec)
         return _json({"added": backend.name, "url": backend.url}, 201)
 
     async def remove_backend(self, request: web.Request) -> web.Response:
@@ -106,16 +116,32 @@ class Balancer:
         self.proxy.forget(backend.name)
         return _json({"removed": backend.name})
 
+    def target_refusal(self, request: web.Request) -> str | None:
+        """Return why a request with an absolute-form target must be refused with 403, or None.
+
+        ``GET http://host/path`` names the host the request is for in its target (RFC 9112 section 3.2.2).
+        """
+        if host_allowed(request.host, self.allowed_hosts):
+            return None
+        return host_refusal(request.host, self.allowed_hosts)
+
     def observed(self, route: str, handler: Handler) -> Handler:
-        """Wrap ``handler``: time it for the metrics and turn every error into a JSON answer.
+        """Wrap ``handler``: refuse foreign Hosts and Origins, time it for the metrics, turn every error into JSON.
 
         A wrapper rather than an aiohttp middleware: the middleware machinery costs measurably
         on the proxy path, which is the lab's hottest.
         """
 
+        allowed = self.allowed_hosts
+
         async def wrapper(request: web.Request) -> web.StreamResponse:
             started = time.perf_counter()
             try:
+                refused = refusal(request.method, request.headers, allowed)
+                if refused is None and not request.raw_path.startswith("/"):
+                    refused = self.target_refusal(request)
+                if refused is not None:
+                    raise ApiError(403, refused)
                 response = await handler(request)
             except ApiError as exc:
                 response = _json(error_body(exc.status, exc.message, **exc.extra), exc.status)
@@ -124,10 +150,23 @@ class Balancer:
             except Exception:
                 log.exception("unhandled error")
                 response = _json(error_body(500, "internal error; see the load balancer's log"), 500)
+            # (HttpMetrics counts a method outside the standard ones as "other".)
             self.metrics.observe(route, request.method, response.status, time.perf_counter() - started)
             return response
 
         return wrapper
+
+
+def _gateways(entries: list[str]) -> list[tuple[str, str]]:
+    """Return the configured gateways as ``(name, url)``; raise ConfigError for one the balancer cannot use."""
+    gateways = parse_backends(entries, "BALANCER_BACKENDS")
+    for name, url in gateways:
+        try:
+            check_gateway_name(name)
+            gateway_address(url)
+        except ValueError as exc:
+            raise ConfigError(f"BALANCER_BACKENDS: {name}={url}: {exc}") from None
+    return gateways
 
 
 BALANCER = web.AppKey("balancer", Balancer)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from urllib.parse import urlsplit
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -16,6 +15,7 @@ from multidict import CIMultiDict
 from ..kit import NoHealthyBackend, retryable
 from ..kit.pool import IDEMPOTENT_METHODS, Backend
 from ..kit.tier import BalancedTier, no_backend_error
+from .inputs import gateway_address
 from .upstream import Upstream, UpstreamError
 
 __all__ = ["HOP_BY_HOP", "Proxy"]
@@ -62,8 +62,8 @@ class Proxy:
     def _upstream(self, backend: Backend) -> Upstream:
         upstream = self._upstreams.get(backend.name)
         if upstream is None:
-            parts = urlsplit(backend.url)
-            upstream = Upstream(parts.hostname or "127.0.0.1", parts.port or 80, self._connect_timeout, self._timeout)
+            host, port = gateway_address(backend.url)  # checked when the gateway was configured or added
+            upstream = Upstream(host, port, self._connect_timeout, self._timeout)
             if not backend.removed:  # one picked just before its removal must not come back into the dict
                 self._upstreams[backend.name] = upstream
         return upstream
@@ -90,12 +90,15 @@ class Proxy:
         body = await request.read() if request.body_exists else b""
         headers = [(k, v) for k, v in request.raw_headers if k.lower() not in HOP_BY_HOP]
         headers.append((b"X-Forwarded-For", (request.remote or "").encode()))
+        target = request.raw_path
+        if not target.startswith("/"):  # absolute-form (GET http://host/path): a gateway gets the path only
+            target = request.rel_url.raw_path_qs or "/"
         last_error = ""
         try:
             for backend in pool.attempts():
                 pool.begin(backend)
                 try:
-                    answer = await self._upstream(backend).request(method, request.raw_path, headers, body, idempotent)
+                    answer = await self._upstream(backend).request(method, target, headers, body, idempotent)
                 except UpstreamError as exc:
                     pool.end(backend, exc.failure.value)
                     pool.report_failure(backend, exc.failure, str(exc))

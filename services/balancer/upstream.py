@@ -3,11 +3,18 @@
 aiohttp's client spent about two thirds of the balancer's CPU per request on this path; the
 balancer only ever sends a buffered request and reads a buffered answer, so it keeps a pool of
 asyncio protocols and lets httptools (llhttp, as in uvicorn) do the parsing.
+
+A connection carries one request at a time, and goes back to the pool only when the answer to
+that request was read whole and nothing else came or waits on it. Any byte a gateway sends
+outside an answer to a request written on that connection (after the answer, a second answer,
+anything while the connection is idle) closes the connection: read as the answer to the next
+request, such bytes would hand one client's answer to another.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import time
 from collections.abc import Iterable
 
@@ -20,6 +27,9 @@ __all__ = ["Upstream", "UpstreamError", "UpstreamResponse"]
 
 # Idle connections kept per gateway; more are opened under load and closed when returned.
 MAX_IDLE = 256
+# Answers that carry no body whatever their headers say (RFC 9112 section 6.3).
+NO_BODY_STATUSES = frozenset({204, 304})
+SWITCHING_PROTOCOLS = 101
 
 
 class UpstreamError(ConnectionError):
@@ -41,68 +51,148 @@ class UpstreamResponse:
         self.body = body
 
 
+class _Unasked(Exception):
+    """The gateway began another answer after the final one; raised to stop the parser there."""
+
+
 class _Connection(asyncio.Protocol):
     """One connection; it carries one request at a time."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        # False once anything makes the connection unfit for another request; never True again.
+        self.reusable = True
+        self.received_any = False
+        self.idle_since = 0.0
+        self.aborted = False
+        # True from writing a request until its final answer is complete: the only time bytes are welcome.
+        self._expecting = False
         self._waiter: asyncio.Future[UpstreamResponse] | None = None
-        self._parser: httptools.HttpResponseParser | None = None
+        # One parser for the connection's life: llhttp starts afresh after each complete keep-alive answer.
+        self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._head_only = False
-        self.received_any = False
-        self.keep_alive = True
-        self.idle_since = 0.0
-        self.aborted = False
+        self._head_read = False
+        self._poll: select.poll | None = None
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self._poll = select.poll()
+            self._poll.register(sock.fileno(), select.POLLIN)
 
     def data_received(self, data: bytes) -> None:
-        self.received_any = True
-        if self._parser is None:
-            self._fail(UpstreamError(Failure.BROKEN, "the gateway sent data nobody asked for"))
+        if not self._expecting:
+            # Nothing written on this connection asked for these bytes.
+            self.discard()
             return
+        self.received_any = True
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(Failure.BROKEN, "the gateway switched protocols (101), which the balancer never asks for")
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamError(Failure.BROKEN, f"unreadable answer from the gateway: {exc}"))
+            if self._expecting:
+                self._fail(Failure.BROKEN, f"unreadable answer from the gateway: {exc}")
+            else:  # more came after the final answer (see on_message_begin); that answer stands
+                self.discard()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._fail(UpstreamError(Failure.BROKEN, f"the gateway closed the connection ({exc or 'EOF'})"))
+        self.reusable = False
+        # Still expecting means the gateway closed it, not the balancer (discard ends expecting).
+        if self._expecting and exc is None and self._ends_at_close():
+            self.on_message_complete()
+            return
+        self._fail(Failure.BROKEN, f"the gateway closed the connection ({exc or 'EOF'})")
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if not self._expecting:
+            raise _Unasked
+        self._head_read = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._head_read = True
         if self._head_only:  # a HEAD answer has headers only, whatever Content-Length says
-            self.keep_alive = False
+            self.reusable = False  # llhttp would read the next answer's bytes as this one's body
             self.on_message_complete()
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        waiter, parser = self._waiter, self._parser
-        if waiter is None or parser is None or waiter.done():
+        if not self._expecting:  # a HEAD answer completed by hand, or the connection failed
             return
-        if parser.get_status_code() < 200:  # an interim answer (100 Continue, 103): the final one follows
+        parser = self._parser
+        status = parser.get_status_code()
+        if status < 200:
+            if status < 100 or status == SWITCHING_PROTOCOLS:
+                self._fail(Failure.BROKEN, f"the gateway answered with status {status}")
+                return
+            # An interim answer (100 Continue, 103 Early Hints) to this request: the final one follows.
             self._headers, self._body = [], []
             return
-        self.keep_alive = self.keep_alive and parser.should_keep_alive()
-        self._parser = None
-        waiter.set_result(UpstreamResponse(parser.get_status_code(), self._headers, b"".join(self._body)))
+        self._expecting = False
+        self.reusable = self.reusable and parser.should_keep_alive()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(UpstreamResponse(status, self._headers, b"".join(self._body)))
 
-    def _fail(self, error: UpstreamError) -> None:
+    def _ends_at_close(self) -> bool:
+        """Return whether the answer being read has no framing, so the gateway's close ends it (HTTP/1.0 style)."""
+        status = self._parser.get_status_code()
+        if not self._head_read or self._head_only or status < 200 or status in NO_BODY_STATUSES:
+            return False
+        return not any(name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self._headers)
+
+    # the pool's side
+    def _fail(self, failure: Failure, detail: str) -> None:
         if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(error)
-        if self.transport is not None:
-            self.transport.close()
+            self._waiter.set_exception(UpstreamError(failure, detail))
+        self.discard()
+
+    def discard(self, abort: bool = False) -> None:
+        """Close the connection for good (``abort``: at once, with a reset); whatever still arrives is no answer."""
+        self.reusable = False
+        self._expecting = False
+        transport = self.transport
+        if transport is None:
+            return
+        # Unsent request bytes are dropped, not flushed: after an early answer the gateway would
+        # take the rest of a body (whatever a client put in it) for a request of its own.
+        if abort or transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
+
+    def usable(self) -> bool:
+        """Return whether this idle connection may carry a request: open, and nothing arrived on it.
+
+        Also asks the kernel: bytes (or the gateway's close) that reached the socket in this turn of
+        the event loop are not delivered yet, and would otherwise be read as the next answer.
+        """
+        if not self.reusable or self.closed or self.transport is None or self.transport.is_closing():
+            return False
+        return self._poll is None or not self._poll.poll(0)
+
+    def spent(self) -> bool:
+        """Return whether this connection, its exchange done, must not go back to the pool.
+
+        Bytes of the request still unsent mean the gateway answered early (a 413, say) and would
+        read the rest of the body as a request of its own.
+        """
+        transport = self.transport
+        if not self.reusable or self.closed or transport is None or transport.is_closing():
+            return True
+        return bool(transport.get_write_buffer_size())
 
     async def exchange(self, request: bytes, head_only: bool, timeout: float) -> UpstreamResponse:
         """Send ``request`` and return the whole answer."""
@@ -111,15 +201,19 @@ class _Connection(asyncio.Protocol):
         if self.closed or self.transport.is_closing():
             # The gateway hung up between connect (or the last answer) and now: it may be dying.
             raise UpstreamError(Failure.BROKEN, "the gateway closed the connection before the request")
-        self._waiter = asyncio.get_running_loop().create_future()
-        self._parser = httptools.HttpResponseParser(self)
-        self._headers, self._body, self._head_only = [], [], head_only
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        self._headers, self._body, self._head_only, self._head_read = [], [], head_only, False
+        self._expecting = True
         self.transport.write(request)
         try:
-            return await asyncio.wait_for(self._waiter, timeout)
+            return await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
-            self.transport.close()
+            self.discard()
             raise UpstreamError(Failure.TIMEOUT, f"no answer within {timeout} s") from None
+        except BaseException:
+            # Failed or cancelled: an answer still on its way must not become the next request's.
+            self.discard()
+            raise
         finally:
             self._waiter = None
 
@@ -134,7 +228,8 @@ class Upstream:
         self._timeout = timeout
         self._idle: list[_Connection] = []
         self._active: set[_Connection] = set()
-        self._host_header = f"Host: {host}:{port}\r\n".encode()
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address goes in brackets
+        self._host_header = f"Host: {authority}\r\n".encode()
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -166,9 +261,8 @@ class Upstream:
         now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()
-            if conn.closed or now - conn.idle_since > IDLE_LIMIT_SECONDS:
-                if conn.transport is not None:
-                    conn.transport.close()
+            if now - conn.idle_since > IDLE_LIMIT_SECONDS or not conn.usable():
+                conn.discard()
                 continue
             try:
                 response = await self._exchange(conn, raw, method)
@@ -201,21 +295,19 @@ class Upstream:
         active = list(self._active)
         for conn in active:
             conn.aborted = True
-            if conn.transport is not None:
-                conn.transport.abort()
+            conn.discard(abort=True)  # its waiter fails when the connection is lost
         self.close()
         return len(active)
 
     def _release(self, conn: _Connection) -> None:
-        if conn.keep_alive and not conn.closed and len(self._idle) < MAX_IDLE:
-            conn.idle_since = time.monotonic()
-            self._idle.append(conn)
-        elif conn.transport is not None:
-            conn.transport.close()
+        if conn.spent() or len(self._idle) >= MAX_IDLE:
+            conn.discard()
+            return
+        conn.idle_since = time.monotonic()
+        self._idle.append(conn)
 
     def close(self) -> None:
         """Close every idle connection."""
         for conn in self._idle:
-            if conn.transport is not None:
-                conn.transport.close()
+            conn.discard()
         self._idle.clear()

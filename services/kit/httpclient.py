@@ -3,15 +3,20 @@
 Keep-alive ``http.client`` connections cost about half the CPU of urllib3 and a fifth of
 ``requests.Session`` per call on these machines (see docs/benchmarks.md), and every
 ``/data`` request makes two internal calls, so the kit keeps its own thin pool.
+
+A pooled connection carries a request only when nothing waits unread on it: bytes a server
+sent after an answer would otherwise be read as the answer to the next request.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import http.client
 import json
 import queue
 import socket
+import termios
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +31,21 @@ __all__ = ["HttpClient", "Response", "UpstreamError"]
 # more (kit/server.py), so the client always gives up first and never sends on a socket the
 # server is about to drop.
 IDLE_LIMIT_SECONDS = 20.0
+# FIONREAD's answer (an int) when no byte waits on a socket.
+_NO_BYTES = bytes(4)
+
+
+def _has_unread_bytes(sock: socket.socket) -> bool:
+    """Return whether bytes wait unread on ``sock``, which on an idle connection nobody asked for.
+
+    (Bytes a server sent past an answer that http.client had already buffered go away with that
+    answer's reader.) One ioctl: a peeking recv needs the socket made non-blocking and back (three
+    system calls), and gevent's select.poll returns at once for a zero timeout without looking.
+    """
+    try:
+        return fcntl.ioctl(sock.fileno(), termios.FIONREAD, _NO_BYTES) != _NO_BYTES
+    except OSError:
+        return True
 
 
 class UpstreamError(ConnectionError):
@@ -84,7 +104,7 @@ class HttpClient:
                 conn, idle_since = self._idle.get_nowait()
             except queue.Empty:
                 return self._connect(timeout), False
-            if now - idle_since < IDLE_LIMIT_SECONDS and conn.sock is not None:
+            if now - idle_since < IDLE_LIMIT_SECONDS and conn.sock is not None and not _has_unread_bytes(conn.sock):
                 conn.sock.settimeout(timeout)
                 return conn, True
             conn.close()
@@ -141,6 +161,11 @@ class HttpClient:
                 with self._lock:
                     self._active.discard(conn)
                     self._aborted.discard(conn)
+            if raw.status < 200:
+                # An interim answer (103 Early Hints ...) that http.client, which skips only 100 Continue,
+                # returned as the answer: the real one would then be read by the next request on this connection.
+                conn.close()
+                raise UpstreamError(self.base_url, Failure.BROKEN, f"answered {raw.status}, an interim answer")
             if raw.will_close:
                 conn.close()
             else:

@@ -101,6 +101,7 @@ def nginx_in_front_of(gateways: list[str], port: int) -> Iterator[str]:
                   proxy_pass http://gateways;
                   proxy_http_version 1.1;
                   proxy_set_header Connection "";
+                  proxy_set_header Host $host;  # the gateways answer only to their own names
                 }}
               }}
             }}

@@ -118,7 +118,7 @@ def test_a_page_on_another_site_can_change_nothing(browser: Browser, site: InThr
     _nothing_changed(healthy_stack, key, tasks_before)
 
 
-@pytest.mark.parametrize("instance", ["cache", "worker", "dashboard", "loadgen"])
+@pytest.mark.parametrize("instance", ["cache", "worker", "dashboard", "loadgen", "load-balancer"])
 def test_a_page_reached_by_a_rebound_name_gets_nothing(browser: Browser, healthy_stack: Stack, instance: str) -> None:
     # The attacker's name now points at 127.0.0.1: the page's origin is the service's own scheme and port.
     port = healthy_stack.orchestrator.get(instance).port
@@ -134,6 +134,7 @@ def test_a_page_reached_by_a_rebound_name_gets_nothing(browser: Browser, healthy
             "worker": ("/task", json.dumps({"duration": 0.1})),
             "dashboard": ("/_dash-update-component", _press_start_load()),
             "loadgen": ("/swarm", "user_count=5&spawn_rate=5"),
+            "load-balancer": ("/lb/backends", json.dumps({"name": "evil", "url": "http://127.0.0.1:9"})),
         }
         path, body = writes[instance]
         # Same origin for the browser: it may read the answer, which must be a refusal.

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from typing import Any
 
 import aiohttp
@@ -15,8 +16,9 @@ from prometheus_client import CollectorRegistry
 from yarl import URL
 
 from services.balancer.app import BALANCER, create_app
+from services.kit.config import ConfigError
 
-from .test_upstream import RawServer, Reply, Seen, listening_socket, reply, stop_accepting
+from .test_upstream import EXTRAS, STALE, RawServer, Reply, Seen, listening_socket, reply, stop_accepting
 
 ADMIN = {"X-Admin-Token": "t"}
 SEEN = web.AppKey("seen", list)
@@ -447,3 +449,472 @@ def test_removal_lets_the_requests_in_flight_finish_first():
 
 async def _in_flight(lab: Lab, name: str) -> bool:
     return (await lab.status())["backends"][name]["in_flight"] > 0
+
+
+# ------------------------------------------------------------------ gateways that misbehave
+
+HEALTHY = reply(200, b'{"status": "ok"}', ("Content-Type: application/json",), close=True)
+# Methods alternate so that some requests cannot be sent again: each must get its own answer first time.
+CALLS = [("GET", "/a"), ("POST", "/b"), ("GET", "/c"), ("POST", "/d"), ("PUT", "/e")]
+
+
+def gateway(answer: Callable[[Seen], Reply]) -> Callable[[Seen], Reply]:
+    """A raw gateway that passes its health checks and answers everything else with ``answer``."""
+    return lambda request: HEALTHY if request.target == "/health" else answer(request)
+
+
+def echo(request: Seen, head: bytes = b"HTTP/1.1 200 OK") -> bytes:
+    """Return an answer whose body names the request it answers."""
+    body = f"{request.method} {request.target}".encode()
+    return head + b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+async def call(client: aiohttp.ClientSession, method: str, path: str) -> None:
+    """Send one request through the balancer and check it got its own answer, whole and alone."""
+    async with client.request(method, path, data=b"{}" if method != "GET" else None) as response:
+        body = await response.read()
+        assert (response.status, body) == (200, f"{method} {path}".encode())
+        assert "X-Stale" not in response.headers
+
+
+def _async(condition: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
+    """Return ``condition`` as the coroutine function :func:`until` polls."""
+
+    async def check() -> Any:
+        return condition()
+
+    return check
+
+
+def proxied_connections(raw: RawServer) -> list[int]:
+    """Return the connection each request other than a health check came on."""
+    return [r.connection for r in raw.requests if r.target != "/health"]
+
+
+@pytest.mark.parametrize("extra", EXTRAS.values(), ids=EXTRAS.keys())
+@pytest.mark.parametrize("when", ["with-the-answer", "after-the-answer"])
+def test_bytes_a_gateway_sends_after_its_answer_never_reach_another_client(extra, when):
+    def answer(request: Seen) -> Reply:
+        return Reply(echo(request) + extra) if when == "with-the-answer" else Reply(echo(request), later=extra)
+
+    async def scenario(lab: Lab):
+        raw = await lab.raw(gateway(answer))
+        client = await lab.start([f"gw=http://127.0.0.1:{raw.port}"])
+        for n, (method, path) in enumerate(CALLS, 1):
+            await call(client, method, path)
+            if when == "after-the-answer":
+                await until(_async(lambda n=n: raw.later_sent == n), what="the gateway's extra bytes")
+        connections = proxied_connections(raw)
+        assert len(set(connections)) == len(CALLS)  # no connection carried a second request
+
+    run(scenario)
+
+
+def test_bytes_a_gateway_sends_on_an_idle_connection_never_reach_a_client():
+    async def scenario(lab: Lab):
+        raw = await lab.raw(gateway(lambda request: Reply(echo(request))))
+        client = await lab.start([f"gw=http://127.0.0.1:{raw.port}"])
+        await call(client, "GET", "/warm")
+        for method, path in CALLS:
+            poked = raw.poke(STALE)
+            assert poked
+            await call(client, method, path)  # at once: the bytes may not have been read yet
+        poked = raw.poke(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await until(_async(lambda: not poked & raw.open.keys()), what="the balancer to close the poked connection")
+        await call(client, "POST", "/after")
+        assert len(set(proxied_connections(raw))) == len(CALLS) + 2
+
+    run(scenario)
+
+
+def test_a_gateway_answering_http_1_0_without_keep_alive_gets_a_new_connection_each_time():
+    async def scenario(lab: Lab):
+        raw = await lab.raw(gateway(lambda request: Reply(echo(request, b"HTTP/1.0 200 OK"))))  # and keeps it open
+        client = await lab.start([f"gw=http://127.0.0.1:{raw.port}"])
+        for method, path in CALLS:
+            await call(client, method, path)
+            raw.poke(STALE)  # whatever it sends on the connection later
+        assert len(set(proxied_connections(raw))) == len(CALLS)
+
+    run(scenario)
+
+
+def test_a_gateway_answering_http_1_0_until_it_closes_is_read_whole():
+    async def scenario(lab: Lab):
+        eof = gateway(
+            lambda request: Reply(
+                b"HTTP/1.0 200 OK\r\n\r\n" + f"{request.method} {request.target}".encode(), close=True
+            )
+        )
+        raw = await lab.raw(eof)
+        client = await lab.start([f"gw=http://127.0.0.1:{raw.port}"])
+        for method, path in CALLS:
+            await call(client, method, path)
+
+    run(scenario)
+
+
+# ------------------------------------------------------------------ hostile input
+
+BAD_URLS = [
+    "http://[::1",
+    "http://[zz::1]:5000",
+    "http://host:99999",
+    "http://host:0",
+    "http://host:-1",
+    "http://host:²",  # passes str.isdigit(), not int()
+    "http://host:١٢",  # Arabic-Indic digits: int() reads them, a socket would not
+    "http://host:" + "9" * 5000,
+    "http://:80",
+    "http://",
+    "https://host:5000",
+    "ftp://host:21",
+    "file:///etc/passwd",
+    "HTTP//host:5000",
+    "http://user:secret@host:5000",
+    "http://host:5000/path",
+    "http://host:5000?q=1",
+    "http://host:5000#top",
+    "http://host name:5000",
+    " http://host:5000",
+    "http://host:5000\r\nX-Injected: 1",
+    "",
+]
+BAD_NAMES = ["", "a/b", "gw 1", "-gw", "x" * 64, "gw\n1", "ü"]
+BAD_BODIES = {
+    "not-json": b"not json",
+    "empty": b"",
+    "nested-past-the-parser": b"[" * 100_000 + b"]" * 100_000,
+    "nested-past-the-limit": b'{"algorithm": ' + b"[" * 50 + b"1" + b"]" * 50 + b"}",
+    "nested-just-within-the-parser": b'{"algorithm": ' + b"[" * 900 + b"]" * 900 + b"}",
+    "nan": b'{"weight.b1": NaN}',
+    "infinity": b'{"weight.b1": Infinity}',
+    "minus-infinity": b'{"weight.b1": -Infinity}',
+    "float-overflow": b'{"weight.b1": 1e999}',
+    "huge-int": b'{"weight.b1": 1' + b"0" * 5000 + b"}",
+    "int-past-a-float": b'{"weight.b1": 1' + b"0" * 400 + b"}",
+    "large-int": b'{"weight.b1": 100000000000000000000000000000}',
+    "not-utf8": b'{"algorithm": "\xff\xfe"}',
+    "a-list": b"[1, 2]",
+    "a-string": b'"least_connections"',
+}
+
+
+async def status_and_body(response: aiohttp.ClientResponse) -> tuple[int, Any]:
+    body = await response.read()
+    try:
+        return response.status, json.loads(body)
+    except ValueError:
+        return response.status, body
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_a_gateway_url_that_cannot_be_used_is_a_400_naming_the_field(url):
+    async def scenario(lab: Lab):
+        client = await two_backends(lab)
+        async with client.post("/lb/backends", headers=ADMIN, json={"name": "gw-3", "url": url}) as response:
+            body = await json_error(response, 400)
+        assert body["field"] == "url"
+        assert "url" in body["error"]
+        assert set((await lab.status())["backends"]) == {"b1", "b2"}
+        async with client.get("/process") as response:
+            assert response.status == 200
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_a_gateway_name_that_cannot_be_used_is_a_400_naming_the_field(name):
+    async def scenario(lab: Lab):
+        client = await two_backends(lab)
+        payload = {"name": name, "url": lab.backends["b1"].url}
+        async with client.post("/lb/backends", headers=ADMIN, json=payload) as response:
+            body = await json_error(response, 400)
+        assert body["field"] == "name"
+        assert set((await lab.status())["backends"]) == {"b1", "b2"}
+
+    run(scenario)
+
+
+def test_a_usable_gateway_url_is_accepted_in_each_form():
+    async def scenario(lab: Lab):
+        client = await two_backends(lab)
+        port = lab.backends["b1"].url.rsplit(":", 1)[1]
+        for name, url in (("by-ip", f"http://127.0.0.1:{port}/"), ("by-name", f"http://localhost:{port}")):
+            async with client.post("/lb/backends", headers=ADMIN, json={"name": name, "url": url}) as response:
+                assert response.status == 201
+        assert set((await lab.status())["backends"]) == {"b1", "b2", "by-ip", "by-name"}
+        for _ in range(4):
+            async with client.get("/process") as response:
+                assert response.status == 200
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("body", BAD_BODIES.values(), ids=BAD_BODIES.keys())
+def test_a_hostile_json_body_is_a_400_on_every_json_route(body):
+    async def scenario(lab: Lab):
+        client = await two_backends(lab)
+        for method, path in (("PUT", "/control"), ("POST", "/lb/backends")):
+            headers = {**ADMIN, "Content-Type": "application/json"}
+            async with client.request(method, path, data=body, headers=headers) as response:
+                await json_error(response, 400)
+        async with client.get("/control", headers=ADMIN) as response:
+            assert (await response.json())["knobs"]["weight.b1"]["value"] == 1
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("weight", ["1", 1.5, True, -1, 101, 10**30, None], ids=repr)
+def test_a_weight_that_is_not_a_small_whole_number_is_a_400(weight):
+    async def scenario(lab: Lab):
+        client = await two_backends(lab)
+        payload = {"name": "gw-3", "url": lab.backends["b1"].url, "weight": weight}
+        async with client.post("/lb/backends", headers=ADMIN, json=payload) as response:
+            await json_error(response, 400)
+        async with client.put("/control", headers=ADMIN, json={"weight.b1": weight}) as response:
+            await json_error(response, 400)
+
+    run(scenario)
+
+
+def test_a_body_in_a_charset_nobody_knows_is_a_400_not_a_crash():
+    async def scenario(lab: Lab):
+        client = await two_backends(lab)
+        headers = {**ADMIN, "Content-Type": "application/json; charset=no-such-charset"}
+        async with client.put("/control", headers=headers, data=b'{"algorithm": "least_connections"}') as response:
+            assert response.status == 200  # read as JSON, which says its own encoding
+
+    run(scenario)
+
+
+def test_hostile_paths_and_queries_on_every_route_get_no_5xx():
+    async def scenario(lab: Lab):
+        client = await two_backends(lab)
+        attempts = [
+            ("GET", "/lb/status?x=%ff%00&y=" + "z" * 4000),
+            ("GET", "/health?%%%"),
+            ("GET", "/metrics?name[]=1"),
+            ("GET", "/control?knob=%00"),
+            ("PUT", "/control?algorithm=fastest"),
+            ("DELETE", "/lb/backends/%00"),
+            ("DELETE", "/lb/backends/" + "x" * 4000),
+            ("DELETE", "/lb/backends/..%2F..%2Fetc"),
+            ("POST", "/token?user=%ff"),
+            ("GET", "/%zz/../..//x?%"),
+        ]
+        for method, path in attempts:
+            async with client.request(method, URL(path, encoded=True), headers=ADMIN) as response:
+                status, body = await status_and_body(response)
+                assert status < 500, (method, path, body)
+
+    run(scenario)
+
+
+def test_a_deeply_nested_body_is_passed_to_the_gateway_untouched():
+    async def scenario(lab: Lab):
+        client = await two_backends(lab)
+        nested = b"[" * 100_000 + b"]" * 100_000
+        async with client.post("/token", data=nested, headers={"Content-Type": "application/json"}) as response:
+            assert response.status == 200
+            assert (await response.json())["body"] == nested.decode()
+
+    run(scenario)
+
+
+def test_an_unknown_method_is_proxied_and_counted_as_other():
+    async def scenario(lab: Lab):
+        client = await two_backends(lab)
+        for method in ("PURGE", "PROPFIND", "MKCOL"):
+            async with client.request(method, "/items/1") as response:
+                assert response.status == 200
+                assert (await response.json())["method"] == method
+        async with client.get("/process") as response:
+            assert response.status == 200
+        async with client.get("/metrics") as response:
+            text = await response.text()
+        assert 'method="other"' in text
+        for method in ("PURGE", "PROPFIND", "MKCOL"):
+            assert f'method="{method}"' not in text
+        assert 'method="GET"' in text
+
+    run(scenario)
+
+
+async def raw_request(url: str, data: bytes) -> tuple[int, Any]:
+    """Send ``data`` as is to the server at ``url``; return the status and the body (JSON when it parses)."""
+    port = int(url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+        with suppress(ConnectionError):
+            await writer.wait_closed()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    try:
+        return int(head.split(b" ")[1]), json.loads(body)
+    except ValueError:
+        return int(head.split(b" ")[1]), body
+
+
+def test_an_absolute_form_target_reaches_the_gateway_as_a_path_and_its_host_is_checked():
+    async def scenario(lab: Lab):
+        await two_backends(lab)
+        assert lab.balancer is not None
+        url = lab.balancer.url
+        authority = url.removeprefix("http://")
+        ours = f"GET {url}/items?q=1 HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n".encode()
+        status, body = await raw_request(url, ours)
+        assert (status, body["path"]) == (200, "/items?q=1")
+        foreign = f"GET http://evil.example/items HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        status, body = await raw_request(url, foreign.encode())
+        assert status == 403
+        assert "evil.example" in body["error"]
+        seen = lab.backends["b1"].app[SEEN] + lab.backends["b2"].app[SEEN]
+        assert [request["path"] for request in seen] == ["/items?q=1"]
+
+    run(scenario)
+
+
+def test_settings_the_balancer_cannot_use_stop_it_at_start_up():
+    for overrides, named in (
+        ({"backends": ["gw=http://127.0.0.1:99999"]}, "BALANCER_BACKENDS"),
+        ({"backends": ["gw=http://[::1"]}, "BALANCER_BACKENDS"),
+        ({"backends": ["gw/1=http://127.0.0.1:5000"]}, "BALANCER_BACKENDS"),
+        ({"allowed_hosts": ["http://lab.example/"]}, "SCALELAB_ALLOWED_HOSTS"),
+    ):
+        with pytest.raises(ConfigError, match=named):
+            create_app(overrides, registry=CollectorRegistry())
+
+
+# ------------------------------------------------------------------ Host and Origin
+
+FOREIGN_HOSTS = ["evil.example", "evil.example:8000", "localhost.evil.example", "127.0.0.2", "[::2]:8000", "::1", ""]
+
+
+@pytest.mark.parametrize("host", FOREIGN_HOSTS)
+def test_a_request_for_another_host_is_refused_on_every_route(host):
+    async def scenario(lab: Lab):
+        client = await two_backends(lab)
+        for path in ("/health", "/metrics", "/lb/status", "/control", "/process", "/token"):
+            async with client.get(path, headers={**ADMIN, "Host": host}) as response:
+                body = await json_error(response, 403)
+                assert "SCALELAB_ALLOWED_HOSTS" in body["error"]
+        async with client.put(
+            "/control", headers={**ADMIN, "Host": host}, json={"algorithm": "least_connections"}
+        ) as r:
+            await json_error(r, 403)
+        assert lab.backends["b1"].app[SEEN] == lab.backends["b2"].app[SEEN] == []
+        assert (await lab.status())["algorithm"] == "round_robin"
+
+    run(scenario)
+
+
+def test_a_request_without_a_host_is_refused():
+    async def scenario(lab: Lab):
+        await two_backends(lab)
+        assert lab.balancer is not None
+        status, body = await raw_request(lab.balancer.url, b"GET /process HTTP/1.0\r\n\r\n")
+        assert status == 403
+        assert "Host" in body["error"]
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "localhost",
+        "localhost:8000",
+        "LOCALHOST",
+        "localhost.",
+        "127.0.0.1",
+        "[::1]",
+        "[::1]:8000",
+        "load-balancer:8000",
+    ],
+)
+def test_the_balancers_own_names_are_allowed_with_or_without_a_port(host):
+    async def scenario(lab: Lab):
+        client = await two_backends(lab)
+        async with client.get("/process", headers={"Host": host}) as response:
+            assert response.status == 200
+        async with client.get("/health", headers={"Host": host}) as response:
+            assert response.status == 200
+
+    run(scenario)
+
+
+def test_allowed_hosts_adds_names_and_a_star_allows_every_one():
+    async def scenario(lab: Lab):
+        client = await two_backends(lab, instance="lb-7", allowed_hosts=["lab.example", "10.0.0.5"])
+        for host, status in (("lab.example:8000", 200), ("10.0.0.5", 200), ("lb-7", 200), ("load-balancer", 403)):
+            async with client.get("/process", headers={"Host": host}) as response:
+                assert response.status == status, host
+
+    async def star(lab: Lab):
+        client = await two_backends(lab, allowed_hosts=["*"])
+        for host in ("evil.example", "anything:1234"):
+            async with client.get("/process", headers={"Host": host}) as response:
+                assert response.status == 200
+
+    run(scenario)
+    run(star)
+
+
+FOREIGN_ORIGINS = [
+    {"Origin": "http://evil.example"},
+    {"Origin": "https://evil.example:8000"},
+    {"Origin": "http://localhost.evil.example"},
+    {"Origin": "http://localhost@evil.example"},
+    {"Origin": "null"},
+    {"Origin": "file://"},
+    {"Referer": "http://evil.example/page?x=1"},
+]
+
+
+@pytest.mark.parametrize("source", FOREIGN_ORIGINS, ids=lambda headers: next(iter(headers.items()))[1])
+def test_a_state_changing_request_from_another_site_is_refused_on_every_route(source):
+    async def scenario(lab: Lab):
+        client = await two_backends(lab)
+        headers = {**ADMIN, **source}
+        refused = [
+            ("POST", "/lb/backends", {"name": "gw-3", "url": lab.backends["b1"].url}),
+            ("PUT", "/control", {"algorithm": "least_connections"}),
+            ("DELETE", "/lb/backends/b2", None),
+            ("POST", "/token", {"user": "x"}),
+            ("PUT", "/items/1", {"n": 1}),
+            ("PATCH", "/items/1", {"n": 1}),
+            ("DELETE", "/items/1", None),
+            ("PURGE", "/items/1", None),
+        ]
+        for method, path, payload in refused:
+            async with client.request(method, path, headers=headers, json=payload) as response:
+                body = await json_error(response, 403)
+                assert "cross-site" in body["error"]
+        assert lab.backends["b1"].app[SEEN] == lab.backends["b2"].app[SEEN] == []
+        status = await lab.status()
+        assert (status["algorithm"], set(status["backends"])) == ("round_robin", {"b1", "b2"})
+        async with client.get("/process", headers=source) as response:  # reading is allowed from anywhere
+            assert response.status == 200
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [{}, {"Origin": "http://localhost:8050"}, {"Origin": "http://127.0.0.1"}, {"Referer": "http://[::1]:8050/x"}],
+    ids=["none", "localhost-origin", "ip-origin", "ipv6-referer"],
+)
+def test_a_state_changing_request_with_no_origin_or_our_own_is_served(source):
+    async def scenario(lab: Lab):
+        client = await two_backends(lab)
+        async with client.post("/token", headers=source, json={"user": "x"}) as response:
+            assert response.status == 200
+        async with client.put("/control", headers={**ADMIN, **source}, json={"algorithm": "power_of_two"}) as response:
+            assert response.status == 200
+
+    run(scenario)

@@ -29,15 +29,23 @@ class Seen:
 
 @dataclass
 class Reply:
-    """What the server does with a request: send ``data``, then maybe close; or hang; or just drop the socket."""
+    """What the server does with a request: send ``data``, then maybe close; or hang; or just drop the socket.
+
+    ``later`` is sent in a write of its own LATER_SECONDS after ``data``: bytes nobody asked for, as a
+    misbehaving gateway sends them. ``delay`` holds ``data`` back that many seconds.
+    """
 
     data: bytes = b""
     close: bool = False
     hang: bool = False
+    later: bytes = b""
+    delay: float = 0.0
 
 
 DROP = Reply(close=True)  # close without a byte of answer
 HANG = Reply(hang=True)  # never answer; wait for the client to give up
+LATER_SECONDS = 0.01  # long enough for the client to read the answer alone
+LOOPBACK_SECONDS = 0.02  # far more than loopback takes to deliver a write
 
 
 def reply(status: int = 200, body: bytes = b"", headers: tuple[str, ...] = (), close: bool = False) -> Reply:
@@ -91,10 +99,13 @@ class RawServer:
     def __init__(self, answer: Callable[[Seen], Reply]) -> None:
         self.answer = answer
         self.connections = 0  # accepted so far
+        self.later_sent = 0  # Reply.later writes done
         self.finished = 0  # connections the server has closed
         self.requests: list[Seen] = []
         self.port = 0
         self._server: asyncio.Server | None = None
+        # Each open connection's writer and the targets it has answered so far.
+        self.open: dict[asyncio.StreamWriter, list[str]] = {}
 
     async def __aenter__(self) -> RawServer:
         self._sock = listening_socket()
@@ -112,9 +123,19 @@ class RawServer:
     def upstream(self, timeout: float = 2.0) -> Upstream:
         return Upstream("127.0.0.1", self.port, connect_timeout=1.0, timeout=timeout)
 
+    def poke(self, data: bytes, skip: str = "/health") -> set[asyncio.StreamWriter]:
+        """Send ``data`` now (no await: it is in the client's socket before its loop runs again) on every open
+        connection that has answered a request and whose last one was not ``skip``; return those connections.
+        """
+        poked = {writer for writer, targets in self.open.items() if targets and targets[-1] != skip}
+        for writer in poked:
+            writer.write(data)
+        return poked
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         connection = self.connections
+        self.open[writer] = targets = []
         try:
             index = 0
             while (request := await read_request(reader, connection, index)) is not None:
@@ -124,13 +145,22 @@ class RawServer:
                 if action.hang:
                     await reader.read()  # until the client closes its end
                     break
+                if action.delay:
+                    await asyncio.sleep(action.delay)
                 writer.write(action.data)
                 await writer.drain()
+                targets.append(request.target)
+                if action.later:
+                    await asyncio.sleep(LATER_SECONDS)
+                    writer.write(action.later)
+                    await writer.drain()
+                    self.later_sent += 1
                 if action.close:
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            del self.open[writer]
             writer.close()
             with suppress(ConnectionError):
                 await writer.wait_closed()
@@ -456,5 +486,246 @@ def test_the_request_the_server_receives():
         assert got.headers["host"] == f"127.0.0.1:{server.port}"
         assert "content-length" not in got.headers
         assert put.headers["content-length"] == "0"  # a PUT says it has no body rather than leave it open
+
+    run(scenario)
+
+
+# ------------------------------------------------------------------ bytes nobody asked for
+
+STALE = reply(200, b"STALE", ("X-Stale: yes",)).data  # an answer that belongs to no request
+EXTRAS = {
+    "a-second-answer": STALE,
+    "garbage": b"garbage\r\n\r\n",
+    "half-an-answer": b"HTTP/1.1 200 X\r\nContent-Length: 100\r\n\r\nSTA",
+    "an-interim-answer": b"HTTP/1.1 100 Continue\r\n\r\n",
+}
+
+
+def on_own_connections(server: RawServer) -> list[int]:
+    """Return the connection each request came on (1 for the first the server accepted, ...)."""
+    return [r.connection for r in server.requests]
+
+
+@pytest.mark.parametrize("extra", EXTRAS.values(), ids=EXTRAS.keys())
+@pytest.mark.parametrize("when", ["with-the-answer", "after-the-answer"])
+def test_bytes_after_a_complete_answer_close_the_connection(extra, when):
+    def answer(request: Seen) -> Reply:
+        data = ok(request).data
+        return Reply(data + extra) if when == "with-the-answer" else Reply(data, later=extra)
+
+    async def scenario():
+        async with RawServer(answer) as server:
+            upstream = server.upstream()
+            first = await get(upstream, "/one")
+            assert (first.status, first.body) == (200, b"GET /one")
+            assert header(first, b"x-stale") is None  # the extra answer's headers are not this one's
+            await until(lambda: server.later_sent == (when == "after-the-answer"), what="the extra bytes")
+            # A POST cannot be sent again: it must get its own answer on the first try.
+            second = await post(upstream, "/two")
+            assert (second.status, second.body) == (200, b"POST /two")
+            assert header(second, b"x-stale") is None
+            assert on_own_connections(server) == [1, 2]
+            upstream.close()
+
+    run(scenario)
+
+
+IDLE_JUNK = {
+    "an-answer": STALE,
+    "an-interim-answer": b"HTTP/1.1 100 Continue\r\n\r\n",
+    "a-lone-crlf": b"\r\n",
+    "garbage": b"\x00junk",
+}
+
+
+@pytest.mark.parametrize("junk", IDLE_JUNK.values(), ids=IDLE_JUNK.keys())
+def test_bytes_in_an_idle_connections_socket_are_never_read_as_the_next_answer(junk):
+    async def scenario():
+        async with RawServer(ok) as server:
+            upstream = server.upstream()
+            assert (await get(upstream, "/one")).body == b"GET /one"
+            assert server.poke(junk)
+            # No await in between: the bytes reach the socket, but the event loop does not read them; the
+            # blocking sleep only gives loopback time to deliver them.
+            time.sleep(LOOPBACK_SECONDS)
+            second = await post(upstream, "/two")
+            assert (second.status, second.body) == (200, b"POST /two")
+            assert on_own_connections(server) == [1, 2]
+            upstream.close()
+
+    run(scenario)
+
+
+def test_an_idle_connection_that_receives_bytes_is_closed_at_once():
+    async def scenario():
+        async with RawServer(ok) as server:
+            upstream = server.upstream()
+            assert (await get(upstream, "/one")).body == b"GET /one"
+            poked = server.poke(STALE)
+            await until(lambda: not poked & server.open.keys(), what="the client to close the poked connection")
+            assert (await post(upstream, "/two")).body == b"POST /two"
+            assert on_own_connections(server) == [1, 2]
+            upstream.close()
+
+    run(scenario)
+
+
+HTTP_10 = {
+    "with-a-length": b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s",
+    "with-connection-close": b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+}
+
+
+@pytest.mark.parametrize("head", HTTP_10.values(), ids=HTTP_10.keys())
+def test_an_answer_without_keep_alive_ends_the_connection_even_if_the_server_keeps_it_open(head):
+    def answer(request: Seen) -> Reply:
+        body = f"{request.method} {request.target}".encode()
+        return Reply(head % (len(body), body))  # and the server keeps the connection open
+
+    async def scenario():
+        async with RawServer(answer) as server:
+            upstream = server.upstream()
+            assert (await get(upstream, "/one")).body == b"GET /one"
+            server.poke(STALE)  # anything it might send there later
+            assert (await post(upstream, "/two")).body == b"POST /two"
+            assert (await get(upstream, "/three")).body == b"GET /three"
+            assert on_own_connections(server) == [1, 2, 3]
+            upstream.close()
+
+    run(scenario)
+
+
+def test_an_http_1_0_answer_with_keep_alive_keeps_the_connection():
+    def answer(request: Seen) -> Reply:
+        body = f"{request.method} {request.target}".encode()
+        return Reply(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    async def scenario():
+        async with RawServer(answer) as server:
+            upstream = server.upstream()
+            assert (await get(upstream, "/one")).body == b"GET /one"
+            assert (await get(upstream, "/two")).body == b"GET /two"
+            assert on_own_connections(server) == [1, 1]
+            upstream.close()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+def test_an_answer_without_framing_ends_when_the_server_closes(version):
+    def answer(request: Seen) -> Reply:
+        return Reply(
+            f"HTTP/{version} 200 OK\r\nX-Test: eof\r\n\r\n{request.method} {request.target}".encode(), close=True
+        )
+
+    async def scenario():
+        async with RawServer(answer) as server:
+            upstream = server.upstream()
+            first = await get(upstream, "/one")
+            assert (first.status, first.body) == (200, b"GET /one")
+            assert header(first, b"x-test") == b"eof"
+            assert (await post(upstream, "/two")).body == b"POST /two"
+            assert on_own_connections(server) == [1, 2]
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "status_line",
+    [b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade", b"HTTP/1.1 099 X"],
+    ids=["101", "099"],
+)
+def test_an_answer_that_cannot_be_the_final_one_is_a_broken_failure(status_line):
+    async def scenario():
+        def answer(request: Seen) -> Reply:
+            if request.target == "/bad":
+                return Reply(status_line + b"\r\nContent-Length: 0\r\n\r\n")
+            return ok(request)
+
+        async with RawServer(answer) as server:
+            upstream = server.upstream(timeout=2.0)  # a hang would surface as TIMEOUT
+            with pytest.raises(UpstreamError) as info:
+                await upstream.request("POST", "/bad", [], b"{}", idempotent=False)
+            assert info.value.failure is Failure.BROKEN
+            assert (await get(upstream, "/after")).body == b"GET /after"
+            assert on_own_connections(server) == [1, 2]
+            upstream.close()
+
+    run(scenario)
+
+
+def test_an_answer_to_a_cancelled_request_goes_to_no_other_request():
+    def answer(request: Seen) -> Reply:
+        return Reply(ok(request).data, delay=0.05 if request.target == "/slow" else 0.0)
+
+    async def scenario():
+        async with RawServer(answer) as server:
+            upstream = server.upstream()
+            assert (await get(upstream, "/warm")).body == b"GET /warm"
+            slow = asyncio.create_task(get(upstream, "/slow"))
+            await until(lambda: len(server.requests) == 2, what="the slow request to reach the server")
+            slow.cancel()
+            with suppress(asyncio.CancelledError):
+                await slow
+            for target in ("/next", "/after"):  # the slow answer arrives meanwhile, on a connection now closed
+                assert (await get(upstream, target)).body == f"GET {target}".encode()
+                await asyncio.sleep(0.05)
+            assert [r.connection for r in server.requests] == [1, 1, 2, 2]
+            upstream.close()
+
+    run(scenario)
+
+
+class EarlyAnswerServer:
+    """Answer 413 as soon as a request's head arrives, without reading its body (as a server refusing a big upload)."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.heads: list[tuple[int, bytes]] = []
+
+    async def __aenter__(self) -> EarlyAnswerServer:
+        self._sock = listening_socket()
+        self._server = await asyncio.start_server(self._serve, sock=self._sock)
+        self.port = self._sock.getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await stop_accepting(self._sock)
+        self._server.close()
+        await self._server.wait_closed()
+        self._sock.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        connection = self.connections
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            self.heads.append((connection, head.split(b"\r\n", 1)[0]))
+            if head.startswith(b"POST"):
+                writer.write(reply(413, b"too big").data)
+                await writer.drain()
+                await reader.read()  # never reads a body: sits until the client goes
+            else:
+                writer.write(reply(200, b"fine").data)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+            with suppress(ConnectionError):
+                await writer.wait_closed()
+
+
+def test_a_connection_whose_request_was_answered_before_it_was_all_sent_is_not_reused():
+    async def scenario():
+        async with EarlyAnswerServer() as server:
+            upstream = Upstream("127.0.0.1", server.port, connect_timeout=1.0, timeout=2.0)
+            # A body far larger than the sockets' buffers: most of it is still unsent when the 413 arrives.
+            answer = await upstream.request("POST", "/upload", [], b"x" * (32 * 1024 * 1024), idempotent=False)
+            assert (answer.status, answer.body) == (413, b"too big")
+            second = await get(upstream, "/next")
+            assert (second.status, second.body) == (200, b"fine")
+            assert server.heads == [(1, b"POST /upload HTTP/1.1"), (2, b"GET /next HTTP/1.1")]
+            upstream.close()
 
     run(scenario)

@@ -130,10 +130,11 @@ def test_an_hour_of_every_chart_builds_well_within_one_refresh():
     keys += [f"split.microservices.microservice-{n}" for n in (1, 2, 3, 4)]
     hour = [Sample(T0 + n, {key: (n % 97) / 97 for key in keys}) for n in range(3600)]
     actions = [action(T0 + 60 * n + 30, ("kill", "start")[n % 2], ident=n) for n in range(60)]
-    began = time.perf_counter()
+    # CPU time, not wall time: the work the page does, whatever else the shared machine runs meanwhile.
+    began = time.process_time()
     figures = [build_figure(chart, hour, actions) for chart in CHARTS]
-    took = time.perf_counter() - began
-    assert took < 0.5, f"building {len(CHARTS)} charts over an hour took {took:.3f} s"
+    took = time.process_time() - began
+    assert took < 0.5, f"building {len(CHARTS)} charts over an hour took {took:.3f} s of CPU"
     data_traces = [trace for figure in figures for trace in figure["data"] if trace["name"] != "presses"]
     assert len(data_traces) == len(keys)
     assert all(len(figure["layout"]["shapes"]) == 60 for figure in figures)
