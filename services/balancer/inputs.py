@@ -23,7 +23,7 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", re.ASCII)
 URL = re.compile(
     r"http://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?)(?::([0-9]{1,5}))?/?", re.ASCII
 )
-URL_EXAMPLE = "http://127.0.0.1:5000 or http://gateway-3:5000"
+URL_EXAMPLE = "http://127.0.0.1:<port> or http://gateway-3:<port>"
 DEFAULT_PORT = 80
 
 
@@ -45,7 +45,7 @@ def gateway_address(url: str) -> tuple[str, int]:
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise ValueError(f"[{host}] is not an IPv6 address; e.g. {URL_EXAMPLE} or http://[::1]:5000") from None
+            raise ValueError(f"[{host}] is not an IPv6 address; e.g. {URL_EXAMPLE} or http://[::1]:<port>") from None
     port = DEFAULT_PORT if port_text is None else int(port_text)  # ASCII digits only: the pattern says so
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port_text} is out of range; a port lies from 1 to 65535, e.g. {URL_EXAMPLE}")

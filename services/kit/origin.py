@@ -2,7 +2,7 @@
 
 A web page on another site can reach a lab service on 127.0.0.1 through the visitor's browser in
 two ways. It can point a name of its own at 127.0.0.1 (DNS rebinding): the browser then sends that
-name as ``Host``. Or it can post a form or a ``fetch()`` to ``http://127.0.0.1:8000``: the browser
+name as ``Host``. Or it can post a form or a ``fetch()`` to ``http://127.0.0.1:<port>``: the browser
 then sends the page's ``Origin``. A service that answers only to its own names, and refuses
 state-changing requests from other sites, defeats both; curl, the lab's scripts and the services
 themselves send their target's name as ``Host`` and no ``Origin``, so they pass.

@@ -28,8 +28,7 @@ from pathlib import Path
 
 import requests
 
-from scalelab.cli.main import cli
-from scalelab.orchestrators import LocalOrchestrator
+from tests.benchmarks.running import stack
 
 PORT_OFFSET = 30_000
 NGINX_PORT = 38_088
@@ -123,21 +122,6 @@ def nginx_in_front_of(gateways: list[str], port: int) -> Iterator[str]:
             process.wait(10)
 
 
-@contextmanager
-def stack(run_dir: str | None) -> Iterator[LocalOrchestrator]:
-    """Use the stack running from ``run_dir``, or start one on spare ports for the benchmark."""
-    if run_dir:
-        yield LocalOrchestrator(run_dir)
-        return
-    with tempfile.TemporaryDirectory(prefix="scalelab-bench-") as tmp:
-        if cli(["--run-dir", tmp, "up", "--detach", "--port-offset", str(PORT_OFFSET)]) != 0:
-            sys.exit("could not start the stack for the benchmark")
-        try:
-            yield LocalOrchestrator(tmp)
-        finally:
-            cli(["--run-dir", tmp, "down"])
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the table of medians."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -151,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"{tool} is not installed: apt-get install {'nginx-light' if tool == 'nginx' else tool}")
 
     with ExitStack() as exits:
-        orchestrator = exits.enter_context(stack(args.run_dir))
+        orchestrator = exits.enter_context(stack(args.run_dir, PORT_OFFSET, "bench"))
         ports = {info.name: info.port for info in orchestrator.instances()}
         gateways = [f"http://127.0.0.1:{ports[name]}" for name in ("gateway-1", "gateway-2")]
         balancer = f"http://127.0.0.1:{ports['load-balancer']}"

@@ -20,16 +20,13 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from scalelab.cli.main import cli
 from scalelab.load.engine import LoadEngine, LoadPlan
 from scalelab.orchestrators import LocalOrchestrator
+from tests.benchmarks.running import stack
 
 PORT_OFFSET = 15_000  # below the ephemeral port range (32768 and up), which clients may hold
 CAPACITY_USERS = 32
@@ -94,21 +91,6 @@ def failures(engine: LoadEngine) -> tuple[int, int]:
     return int(total.get("num_requests", 0)), int(total.get("num_failures", 0))
 
 
-@contextmanager
-def stack(run_dir: str | None) -> Iterator[LocalOrchestrator]:
-    """Use the stack running from ``run_dir``, or start one on spare ports for the soak."""
-    if run_dir:
-        yield LocalOrchestrator(run_dir)
-        return
-    with tempfile.TemporaryDirectory(prefix="scalelab-soak-") as tmp:
-        if cli(["--run-dir", tmp, "up", "--detach", "--port-offset", str(PORT_OFFSET)]) != 0:
-            sys.exit("could not start the stack for the soak")
-        try:
-            yield LocalOrchestrator(tmp)
-        finally:
-            cli(["--run-dir", tmp, "down"])
-
-
 def measure_capacity(engine: LoadEngine) -> float:
     """Return the median req/s the stack answers unpaced with the default mix."""
     engine.start(LoadPlan(users=CAPACITY_USERS, rate=0))
@@ -133,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", help="soak the stack running from this run directory")
     args = parser.parse_args(argv)
 
-    with stack(args.run_dir) as orchestrator:
+    with stack(args.run_dir, PORT_OFFSET, "soak") as orchestrator:
         engine = LoadEngine(orchestrator.get("loadgen").url, REQUEST_TIMEOUT)
         capacity = measure_capacity(engine) if args.rate is None else 2 * args.rate
         rate = round(capacity / 2, 1)
