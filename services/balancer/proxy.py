@@ -13,6 +13,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from ..kit import NoHealthyBackend, retryable
+from ..kit.deadline import DEADLINE_HEADER, Deadline
 from ..kit.pool import IDEMPOTENT_METHODS, Backend
 from ..kit.tier import BalancedTier, no_backend_error
 from .inputs import gateway_address
@@ -26,7 +27,8 @@ log = logging.getLogger(__name__)
 # ones the proxy sets itself.
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection", b"te",
-     b"trailer", b"transfer-encoding", b"upgrade", b"host", b"content-length", b"x-forwarded-for"}
+     b"trailer", b"transfer-encoding", b"upgrade", b"host", b"content-length", b"x-forwarded-for",
+     DEADLINE_HEADER.lower().encode()}
 )  # fmt: skip
 RESPONSE_SKIP = HOP_BY_HOP | {b"date", b"server"}
 
@@ -83,26 +85,38 @@ class Proxy:
             upstream.close()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        """Forward ``request`` and return the backend's answer, or raise a 502/503 ApiError."""
+        """Forward ``request`` and return the backend's answer, or raise a 502/503/504 ApiError.
+
+        The request's deadline is the upstream timeout from now, or the client's own
+        X-Request-Deadline when sooner; the gateway gets it less a hop margin, so a slow hop
+        behind it is reported by the gateway (a 504 naming it) before this wait ends.
+        """
         pool = self.tier.pool
         method = request.method
         idempotent = method in IDEMPOTENT_METHODS
+        deadline = Deadline.from_header(
+            request.headers.get(DEADLINE_HEADER), self._timeout, setting="SCALELAB_UPSTREAM_TIMEOUT"
+        )
         body = await request.read() if request.body_exists else b""
         headers = [(k, v) for k, v in request.raw_headers if k.lower() not in HOP_BY_HOP]
         headers.append((b"X-Forwarded-For", (request.remote or "").encode()))
+        headers.extend((k.encode(), v.encode()) for k, v in deadline.headers().items())
         target = request.raw_path
         if not target.startswith("/"):  # absolute-form (GET http://host/path): a gateway gets the path only
             target = request.rel_url.raw_path_qs or "/"
         last_error = ""
         try:
             for backend in pool.attempts():
+                timeout = deadline.timeout(self._timeout, "a gateway")  # a 504 once failover has used it up
                 pool.begin(backend)
                 try:
-                    answer = await self._upstream(backend).request(method, target, headers, body, idempotent)
+                    answer = await self._upstream(backend).request(method, target, headers, body, idempotent, timeout)
                 except UpstreamError as exc:
                     pool.end(backend, exc.failure.value)
                     pool.report_failure(backend, exc.failure, str(exc))
                     last_error = f"{backend.name}: {exc.failure.value} ({exc})"
+                    if deadline.expired():
+                        raise deadline.exceeded(backend.name) from None
                     if retryable(exc.failure, method):
                         continue
                     break

@@ -250,14 +250,23 @@ class Upstream:
         return b"".join(lines)
 
     async def request(
-        self, method: str, target: str, headers: Iterable[tuple[bytes, bytes]], body: bytes, idempotent: bool
+        self,
+        method: str,
+        target: str,
+        headers: Iterable[tuple[bytes, bytes]],
+        body: bytes,
+        idempotent: bool,
+        timeout: float | None = None,
     ) -> UpstreamResponse:
         """Send one request and return the answer; raise UpstreamError saying how it failed.
+
+        ``timeout`` (default: the upstream timeout) is how long to wait for the answer.
 
         A kept-alive connection that the gateway had already closed is replaced by a new one
         (once) when nothing came back on it and the request is safe to send again.
         """
         raw = self._head(method, target, headers, body) + body
+        timeout = self._timeout if timeout is None else timeout
         now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()
@@ -265,7 +274,7 @@ class Upstream:
                 conn.discard()
                 continue
             try:
-                response = await self._exchange(conn, raw, method)
+                response = await self._exchange(conn, raw, method, timeout)
             except UpstreamError as exc:
                 stale = exc.failure is Failure.BROKEN and not conn.received_any and not conn.aborted
                 if stale and idempotent:
@@ -275,14 +284,14 @@ class Upstream:
             self._release(conn)
             return response
         conn = await self._connect()
-        response = await self._exchange(conn, raw, method)
+        response = await self._exchange(conn, raw, method, timeout)
         self._release(conn)
         return response
 
-    async def _exchange(self, conn: _Connection, raw: bytes, method: str) -> UpstreamResponse:
+    async def _exchange(self, conn: _Connection, raw: bytes, method: str, timeout: float) -> UpstreamResponse:
         self._active.add(conn)
         try:
-            return await conn.exchange(raw, method == "HEAD", self._timeout)
+            return await conn.exchange(raw, method == "HEAD", timeout)
         finally:
             self._active.discard(conn)
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify
+from flask import Blueprint, Flask, current_app, jsonify, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ..kit import (
@@ -21,6 +21,7 @@ from ..kit import (
     json_body,
     load_config,
 )
+from ..kit.deadline import DEADLINE_HEADER, NO_BUDGET, Deadline
 from .config import DatabaseConfig
 from .store import RecordStore
 
@@ -50,15 +51,19 @@ class QuerySimulator:
         )  # fmt: skip
         self.counts: dict[str, int] = {}
 
-    def run(self, operation: str, query: Callable[[], Any]) -> Any:
-        """Wait the simulated latency, maybe fail on purpose, then run ``query``."""
+    def run(self, operation: str, query: Callable[[], Any], deadline: Deadline | None = None) -> Any:
+        """Wait the simulated latency, maybe fail on purpose, then run ``query``.
+
+        A ``deadline`` that comes before the latency is over ends the query there with a 504:
+        the caller has stopped waiting, and a write it gave up on is not made.
+        """
         started = time.perf_counter()
         self.queries.labels(operation).inc()
         self.counts[operation] = self.counts.get(operation, 0) + 1
         delay = self._knobs["latency_ms"] + self._rng.uniform(-1, 1) * self._knobs["jitter_ms"]
-        if delay > 0:
-            self._sleep(delay / 1000)
+        deadline = deadline or Deadline(NO_BUDGET)
         try:
+            deadline.wait(max(0.0, delay) / 1000, f"the database's simulated latency ({delay:.0f} ms)", self._sleep)
             if self._rng.random() < self._knobs["error_rate"]:
                 self.failures.inc()
                 raise ApiError(503, "injected database error (error_rate knob); retry or lower the rate")
@@ -75,17 +80,22 @@ def _sim() -> QuerySimulator:
     return current_app.extensions["query_simulator"]
 
 
+def _deadline() -> Deadline:
+    # The caller's X-Request-Deadline, if it sent one: the database has no budget of its own.
+    return Deadline.from_header(request.headers.get(DEADLINE_HEADER), NO_BUDGET)
+
+
 @bp.get("/db")
 def list_records():
     limit = int_arg("limit", DEFAULT_PAGE, 0, MAX_PAGE)
     offset = int_arg("offset", 0, 0, MAX_OFFSET)
-    records = _sim().run("list", lambda: _store().list(limit, offset))
+    records = _sim().run("list", lambda: _store().list(limit, offset), _deadline())
     return jsonify({"records": records, "count": len(records), "total": _store().count(), "offset": offset})
 
 
 @bp.get("/db/<path:record_id>")
 def get_record(record_id: str):
-    record, created = _sim().run("read", lambda: _store().get_or_create(record_id))
+    record, created = _sim().run("read", lambda: _store().get_or_create(record_id), _deadline())
     return jsonify({**record, "created": created} if created else record)
 
 
@@ -94,7 +104,7 @@ def put_record(record_id: str):
     data = json_body()
     if not isinstance(data, dict):
         raise ApiError(400, "send the record as a JSON object")
-    return jsonify(_sim().run("write", lambda: _store().put(record_id, data)))
+    return jsonify(_sim().run("write", lambda: _store().put(record_id, data), _deadline()))
 
 
 @bp.get("/stats")

@@ -4,13 +4,15 @@ Time budgets per hop (defaults; each is a setting of :class:`GatewayConfig`)::
 
     client -> balancer -> gateway   SCALELAB_UPSTREAM_TIMEOUT        10 s  the balancer's wait (not set here)
     one request at this gateway     GATEWAY_REQUEST_BUDGET_SECONDS    8 s  or less, by X-Request-Deadline
+                                                                         (the balancer's, less a hop margin)
       gateway -> cache              GATEWAY_CACHE_TIMEOUT           0.5 s  per call
       gateway -> database           GATEWAY_DATABASE_TIMEOUT          5 s  per read
       gateway -> a microservice     GATEWAY_MICROSERVICE_TIMEOUT      5 s  per attempt; failover shares the budget
       gateway -> worker             GATEWAY_WORKER_TIMEOUT            2 s  per call
 
 Every call waits at most the smaller of its own timeout and what is left of the request's
-budget, and passes the deadline on in ``X-Request-Deadline``; once the budget is spent no call
+budget, and passes the deadline on in ``X-Request-Deadline`` less a hop margin (the database and
+the microservices stop their simulated work there); once the budget is spent no call
 or retry starts and the request ends with a 504 naming what it waited for. The budget stays
 below the balancer's timeout, so a slow hop gets that 504 rather than the balancer's own.
 """

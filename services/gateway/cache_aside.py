@@ -160,6 +160,8 @@ class CacheAside:
         if response.status != 200 or not isinstance(body, dict):
             message = body.get("error") if isinstance(body, dict) else None
             status = response.status
+            if status == 504:  # the deadline it was given (ours, less a hop margin) came first
+                raise deadline.exceeded("the database")
             raise ApiError(503 if status >= 500 else 502, f"database answered {status}: {message or 'no detail'}")
         body.pop("created", None)
         if fill_cache and self._cache_available() and not deadline.expired():

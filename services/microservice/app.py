@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-import time
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify
+from flask import Blueprint, Flask, current_app, jsonify, request
 from prometheus_client import CollectorRegistry, Counter
 
 from ..kit import ApiError, Knob, Knobs, create_service_app, load_config
+from ..kit.deadline import DEADLINE_HEADER, NO_BUDGET, Deadline
 from .config import MicroserviceConfig
 
 bp = Blueprint("microservice", __name__)
@@ -20,8 +20,9 @@ def process():
     config: MicroserviceConfig = current_app.extensions["config"]
     knobs: Knobs = current_app.extensions["knobs"]
     delay_ms = knobs["service_time_ms"] + knobs["extra_latency_ms"]
-    if delay_ms > 0:
-        time.sleep(delay_ms / 1000)
+    # The calling gateway's deadline ends the work: past it, nobody waits for the answer.
+    deadline = Deadline.from_header(request.headers.get(DEADLINE_HEADER), NO_BUDGET)
+    deadline.wait(delay_ms / 1000, f"{config.instance}'s service time ({delay_ms:g} ms)")
     if current_app.extensions["rng"].random() < knobs["error_rate"]:
         current_app.extensions["injected_errors"].inc()
         raise ApiError(503, f"injected error in {config.instance} (error_rate knob)", service_id=config.service_id)

@@ -67,6 +67,7 @@ def backend(name: str) -> web.Application:
                 "body": body.decode(),
                 "forwarded_for": request.headers.get("X-Forwarded-For"),
                 "custom": request.headers.get("X-Custom"),
+                "deadline": request.headers.getall("X-Request-Deadline", []),
             },
             headers={"X-Backend": name},
         )
@@ -356,6 +357,54 @@ def test_metrics_and_health():
             body = await response.json()
         assert body["status"] == "ok"
         assert body["healthy_backends"] == 2
+
+    run(scenario)
+
+
+# ------------------------------------------------------------------ deadlines
+
+
+def test_the_gateway_gets_a_deadline_before_the_balancers_own_wait_ends():
+    async def scenario(lab: Lab):
+        client = await two_backends(lab, upstream_timeout=4.0)
+        async with client.get("/data") as response:
+            sent = (await response.json())["deadline"]
+        assert len(sent) == 1
+        assert time.time() + 3.5 < float(sent[0]) < time.time() + 4.0  # the upstream timeout, less a hop margin
+        # A client in more of a hurry shortens it, and its own header is replaced, not passed on beside ours.
+        soon = time.time() + 1.0
+        async with client.get("/data", headers={"X-Request-Deadline": f"{soon:.3f}"}) as response:
+            sent = (await response.json())["deadline"]
+        assert len(sent) == 1 and soon - 0.2 < float(sent[0]) < soon
+        # ... but cannot lengthen it.
+        async with client.get("/data", headers={"X-Request-Deadline": f"{time.time() + 60:.3f}"}) as response:
+            assert float((await response.json())["deadline"][0]) < time.time() + 4.0
+
+    run(scenario)
+
+
+def test_a_deadline_that_is_past_or_not_a_time_never_reaches_a_gateway():
+    async def scenario(lab: Lab):
+        client = await two_backends(lab)
+        async with client.get("/data", headers={"X-Request-Deadline": f"{time.time() - 1:.3f}"}) as response:
+            assert "SCALELAB_UPSTREAM_TIMEOUT" in (await json_error(response, 504))["error"]
+        async with client.get("/data", headers={"X-Request-Deadline": "soon"}) as response:
+            assert "X-Request-Deadline" in (await json_error(response, 400))["error"]
+        assert not any(backend.app[SEEN] for backend in lab.backends.values())
+
+    run(scenario)
+
+
+def test_the_balancer_stops_waiting_at_the_clients_deadline():
+    async def scenario(lab: Lab):
+        slow = Served(slow_backend("slow", 3.0))
+        lab.stack.push_async_callback(slow.stop)
+        await slow.start()
+        client = await lab.start([f"slow={slow.url}"])
+        started = time.monotonic()
+        async with client.get("/slow", headers={"X-Request-Deadline": f"{time.time() + 0.5:.3f}"}) as response:
+            assert "slow" in (await json_error(response, 504))["error"]
+        assert time.monotonic() - started < 1.5
 
     run(scenario)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 
@@ -209,3 +210,14 @@ def test_reads_of_unseen_ids_do_not_grow_the_table_forever(make_app, registry):
 def test_a_negative_bound_is_a_config_error(make_app):
     with pytest.raises(ConfigError, match="DATABASE_MAX_GENERATED_RECORDS"):
         make_app(max_generated_records=-1)
+
+
+def test_a_query_outlasting_the_callers_deadline_is_a_504_and_its_write_is_not_made(make_app):
+    client = make_app(latency_ms=2000).test_client()
+    started = time.monotonic()
+    response = client.put("/db/late", json={"v": 1}, headers={"X-Request-Deadline": f"{time.time() + 0.2:.3f}"})
+    assert_json_error(response, 504)
+    assert "latency" in response.get_json()["error"]
+    assert time.monotonic() - started < 0.6
+    client.put("/control", headers=ADMIN, json={"latency_ms": 0})
+    assert client.get("/db/late").get_json().get("created") is True  # the write never happened

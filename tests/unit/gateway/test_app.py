@@ -494,8 +494,10 @@ def test_process_stops_retrying_when_the_budget_is_spent(make_gateway, serve):
     headers = auth(client)
     started = time.monotonic()
     body = assert_json_error(client.get("/process", headers=headers), 504)
-    assert 0.45 <= time.monotonic() - started < 0.9
-    assert "pool 'microservices'" in body["error"]
+    assert 0.4 <= time.monotonic() - started < 0.9
+    # The last microservice tried got the deadline a hop margin sooner and said so itself, or the
+    # gateway's own budget ran out first: either way the 504 names what was slow.
+    assert "pool 'microservices'" in body["error"] or "service time (1000 ms)" in body["error"]
 
 
 @pytest.fixture

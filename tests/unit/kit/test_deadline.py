@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from services.kit.deadline import DEADLINE_HEADER, Deadline
+from services.kit.deadline import DEADLINE_HEADER, HOP_MARGIN_SECONDS, NO_BUDGET, Deadline
 from services.kit.errors import ApiError
 from services.kit.knobs import Knobs
 from services.kit.settings import PoolSettings
@@ -57,12 +57,31 @@ def test_a_header_that_is_not_epoch_seconds_is_400_naming_it(clock, wall, header
     assert len(info.value.message) < 200
 
 
-def test_the_deadline_is_passed_on_as_the_same_instant(clock, wall):
+def test_the_deadline_is_passed_on_a_hop_margin_sooner(clock, wall):
     deadline = Deadline.after(2.5, clock, wall)
     clock.advance(1)
     wall.advance(1)
-    assert deadline.headers() == {DEADLINE_HEADER: f"{WALL + 2.5:.3f}"}
-    assert Deadline.from_header(deadline.headers()[DEADLINE_HEADER], 8.0, clock, wall).remaining() == 1.5
+    assert deadline.headers() == {DEADLINE_HEADER: f"{WALL + 2.5 - HOP_MARGIN_SECONDS:.3f}"}
+    # The next hop's budget is smaller than this one's: its 504 arrives while this hop still listens.
+    passed_on = Deadline.from_header(deadline.headers()[DEADLINE_HEADER], 8.0, clock, wall)
+    assert passed_on.remaining() == pytest.approx(1.5 - HOP_MARGIN_SECONDS)
+
+
+def test_simulated_work_stops_at_the_deadline_with_a_504_naming_the_setting(clock, wall):
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.advance(seconds)
+
+    deadline = Deadline.from_header(f"{WALL + 0.3:.3f}", NO_BUDGET, clock, wall, setting="the caller's deadline")
+    deadline.wait(0.1, "the query", sleep)
+    with pytest.raises(ApiError, match="ran out waiting for the query") as info:
+        deadline.wait(1.0, "the query", sleep)
+    assert info.value.status == 504 and "the caller's deadline" in info.value.message
+    assert slept == [0.1, pytest.approx(0.2)]  # never past the deadline
+    Deadline.from_header(None, NO_BUDGET, clock, wall).wait(60.0, "the query", sleep)  # no header: no limit
+    assert slept[-1] == 60.0
 
 
 # ------------------------------------------------------------------ a tier within a deadline

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from services.microservice.app import create_app
@@ -109,3 +111,19 @@ def test_requests_are_counted_by_route(client, registry):
     assert registry.get_sample_value(
         "scalelab_instance_info", {"service": "microservice", "instance": "microservice-7"}
     )
+
+
+def test_the_work_stops_at_the_callers_deadline_with_a_504_naming_the_instance(make_client):
+    client = make_client(service_time_ms=2000)
+    started = time.monotonic()
+    response = client.get("/process", headers={"X-Request-Deadline": f"{time.time() + 0.2:.3f}"})
+    assert response.status_code == 504
+    assert "microservice-7" in response.get_json()["error"]
+    assert time.monotonic() - started < 0.6
+
+
+def test_a_deadline_with_time_to_spare_changes_nothing_and_a_bad_one_is_a_400(make_client):
+    client = make_client(service_time_ms=10)
+    assert client.get("/process", headers={"X-Request-Deadline": f"{time.time() + 5:.3f}"}).status_code == 200
+    response = client.get("/process", headers={"X-Request-Deadline": "tomorrow"})
+    assert response.status_code == 400 and "X-Request-Deadline" in response.get_json()["error"]
