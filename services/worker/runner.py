@@ -2,8 +2,10 @@
 
 A runner thread never dies of a storage error ("database is locked", a full disk): it counts
 the error, waits with exponential backoff and jitter, and tries again, so the pool stays at its
-configured size. :meth:`TaskRunner.health` says ``degraded`` while fewer threads than configured
-are alive or a storage error happened in the last :data:`STORAGE_ERROR_WINDOW_SECONDS`.
+configured size. A task that raises anything, ``SystemExit`` included, fails that task only; and a
+supervisor thread replaces any runner thread that dies all the same (counted, and logged with
+the reason). :meth:`TaskRunner.health` says ``degraded`` while fewer threads than configured are
+alive, or a storage error or a restart happened in the last :data:`STORAGE_ERROR_WINDOW_SECONDS`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ STORAGE_BACKOFF_SECONDS = 0.05
 STORAGE_BACKOFF_MAX_SECONDS = 5.0
 # /health reports degraded for this long after the last storage error.
 STORAGE_ERROR_WINDOW_SECONDS = 30.0
+# How often the supervisor looks for dead runner threads: a lost thread is back well within a second.
+SUPERVISE_INTERVAL_SECONDS = 0.25
 # How often finished tasks older than the retention are deleted (more often when the retention is shorter).
 PURGE_INTERVAL_SECONDS = 60.0
 
@@ -73,6 +77,8 @@ class TaskRunner:
         self._busy = 0
         self._threads: list[threading.Thread] = []
         self._last_storage_error: tuple[float, str] | None = None
+        self._last_restart: tuple[float, str] | None = None
+        self._restart_count = 0
         self._depth = 0  # the last depth read, shown while the store cannot answer
         self.finished = Counter("scalelab_tasks", "Tasks finished, by final status.", ["status"], registry=registry)
         self.submitted = Counter("scalelab_tasks_submitted", "Tasks accepted into the queue.", registry=registry)
@@ -82,6 +88,11 @@ class TaskRunner:
         self.storage_errors = Counter(
             "scalelab_worker_storage_errors",
             "Errors from the task store (e.g. database is locked), each retried after a backoff.",
+            registry=registry,
+        )
+        self.restarts = Counter(
+            "scalelab_worker_thread_restarts",
+            "Runner threads that died and were replaced by the supervisor.",
             registry=registry,
         )
         self.duration = Histogram(
@@ -99,17 +110,34 @@ class TaskRunner:
         requeued = self._with_retries("requeue interrupted tasks", self.queue.recover)
         if requeued:
             log.warning("requeued %d task(s) that were running when the worker last stopped", requeued)
-        for index in range(self.concurrency):
-            self._spawn(self._loop, f"task-runner-{index}")
+        self._threads = [self._spawn(self._guarded_loop, f"task-runner-{index}") for index in range(self.concurrency)]
+        self._spawn(self._supervise_loop, "task-supervisor")
         if self.retention_seconds is not None:
-            self._spawn(self._purge_loop, "task-purger", counted=False)
+            self._spawn(self._purge_loop, "task-purger")
         return requeued
 
-    def _spawn(self, target: Callable[[], None], name: str, counted: bool = True) -> None:
+    def _spawn(self, target: Callable[[], None], name: str) -> threading.Thread:
         thread = threading.Thread(target=target, name=name, daemon=True)
-        if counted:
-            self._threads.append(thread)
         thread.start()
+        return thread
+
+    def supervise(self) -> int:
+        """Replace every runner thread that has died; return how many were replaced."""
+        replaced = 0
+        for index, thread in enumerate(self._threads):
+            if thread.is_alive() or self._stop.is_set():
+                continue
+            self.restarts.inc()
+            self._restart_count += 1
+            self._last_restart = (self._clock(), thread.name)
+            log.error("runner thread %s died; starting a new one", thread.name)
+            self._threads[index] = self._spawn(self._guarded_loop, thread.name)
+            replaced += 1
+        return replaced
+
+    def _supervise_loop(self) -> None:
+        while not self._stop.wait(SUPERVISE_INTERVAL_SECONDS):
+            self.supervise()
 
     def submit(self, payload: Any) -> str:
         """Store a task durably, wake one runner, and return the task id (QueueFull when the queue is full)."""
@@ -156,7 +184,15 @@ class TaskRunner:
         if last is not None and self._clock() - last[0] < STORAGE_ERROR_WINDOW_SECONDS:
             ago = self._clock() - last[0]
             reasons.append(f"task store error {ago:.1f} s ago ({last[1]})")
-        body: dict[str, Any] = {"queue_depth": depth, "threads_alive": alive, "concurrency": self.concurrency}
+        restart = self._last_restart
+        if restart is not None and self._clock() - restart[0] < STORAGE_ERROR_WINDOW_SECONDS:
+            reasons.append(f"runner thread {restart[1]} died {self._clock() - restart[0]:.1f} s ago and was replaced")
+        body: dict[str, Any] = {
+            "queue_depth": depth,
+            "threads_alive": alive,
+            "concurrency": self.concurrency,
+            "thread_restarts": self._restart_count,
+        }
         if reasons:
             body.update(status="degraded", reasons=reasons)
         return body
@@ -178,6 +214,14 @@ class TaskRunner:
                 self.record_storage_error(doing, exc)
                 if self._stop.wait(self.backoff(failures)):
                     raise
+
+    def _guarded_loop(self) -> None:
+        try:
+            self._loop()
+        except BaseException:
+            # Python's thread hook says nothing about a SystemExit: say it here, whatever ended the
+            # thread; the thread then ends and the supervisor starts another.
+            log.exception("runner thread %s stopped by an error", threading.current_thread().name)
 
     def _loop(self) -> None:
         failures = 0
@@ -213,6 +257,9 @@ class TaskRunner:
                 result = self._execute(payload)
             except Exception as exc:
                 outcome: dict[str, Any] = {"error": str(exc) or type(exc).__name__}
+                status = "failed"
+            except SystemExit as exc:  # a task calling exit() ends itself, not the runner thread
+                outcome = {"error": f"the task called exit({exc.code!r})"}
                 status = "failed"
             else:
                 outcome = {"result": result}

@@ -1,4 +1,4 @@
-"""A task store that fails on purpose: a real TaskQueue whose chosen operations raise "database is locked"."""
+"""A task store that fails on purpose: a real TaskQueue whose chosen operations raise "database is locked" (or another error)."""
 
 from __future__ import annotations
 
@@ -17,14 +17,17 @@ class FlakyQueue:
         self.queue = queue
         self.failures = failures
         self.raised: dict[str, int] = dict.fromkeys(failures, 0)
+        self.errors: dict[str, Callable[[], BaseException]] = {}
         self._lock = threading.Lock()
 
-    def fail(self, **failures: int) -> None:
-        """Make the named operations fail that many more times."""
+    def fail(self, raising: Callable[[], BaseException] | None = None, **failures: int) -> None:
+        """Make the named operations fail that many more times, with ``raising()`` when given."""
         with self._lock:
             for name, count in failures.items():
                 self.failures[name] = self.failures.get(name, 0) + count
                 self.raised.setdefault(name, 0)
+                if raising is not None:
+                    self.errors[name] = raising
 
     def __getattr__(self, name: str) -> Any:
         operation = getattr(self.queue, name)
@@ -36,7 +39,7 @@ class FlakyQueue:
                 if self.failures.get(name, 0) > 0:
                     self.failures[name] -= 1
                     self.raised[name] += 1
-                    raise sqlite3.OperationalError("database is locked")
+                    raise self.errors.get(name, lambda: sqlite3.OperationalError("database is locked"))()
             return operation(*args, **kwargs)
 
         return flaky

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -235,3 +237,28 @@ def test_health_survives_a_store_that_cannot_count(flaky_app):
     assert response.status_code == 200
     assert response.get_json()["status"] == "degraded"
     assert response.get_json()["queue_depth"] == 0
+
+
+def test_a_task_that_calls_exit_fails_alone_and_the_pool_stays_full(client):
+    task_id = submit(client, {"duration": 0})
+    runner = client.application.extensions["task_runner"]
+    runner._execute = lambda payload: sys.exit(3)
+    failed = finished(client, submit(client, {"duration": 0}))
+    assert failed["status"] == "failed" and "exit(3)" in failed["error"]
+    assert client.get(f"/task/{task_id}").get_json()["status"] in ("queued", "running", "completed", "failed")
+    body = client.get("/health").get_json()
+    assert body["threads_alive"] == body["concurrency"] and body["thread_restarts"] == 0
+
+
+@pytest.mark.parametrize("error", [SystemExit, KeyboardInterrupt])
+def test_a_runner_thread_that_dies_anyway_is_replaced_and_health_says_so(flaky_app, registry, error):
+    app, flaky = flaky_app
+    client = app.test_client()
+    flaky.fail(raising=error, claim=1)
+    wait_for(flaky.pending(), what="the planned failure")
+    body = wait_for(lambda: (b := client.get("/health").get_json())["thread_restarts"] == 1 and b, what="a restart")
+    assert body["status"] == "degraded"
+    assert any("died" in reason and "replaced" in reason for reason in body["reasons"])
+    assert body["threads_alive"] == body["concurrency"] == 2
+    assert registry.get_sample_value("scalelab_worker_thread_restarts_total") == 1
+    assert finished(client, submit(client, {"duration": 0}))["status"] == "completed"

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from services.worker import runner as runner_module
 from services.worker.queue import STATUSES, QueueFull, TaskQueue
 from services.worker.runner import (
     STORAGE_BACKOFF_MAX_SECONDS,
@@ -321,18 +322,24 @@ def test_health_is_degraded_for_a_while_after_a_storage_error(queue, runners, re
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread ends on purpose
-def test_health_is_degraded_when_a_runner_thread_is_gone(queue, runners, registry):
-    def execute(payload):
-        raise SystemExit  # not an error a runner catches: it ends the thread
-
-    runner = start_runner(runners, queue, execute, 2, registry)
+def test_health_is_degraded_while_a_runner_thread_is_gone_until_the_supervisor_replaces_it(
+    queue, runners, registry, monkeypatch
+):
+    monkeypatch.setattr(runner_module, "SUPERVISE_INTERVAL_SECONDS", 3600)  # this test calls supervise() itself
+    flaky = FlakyQueue(queue)
+    runner = start_runner(runners, flaky, lambda payload: None, 2, registry)
     assert "status" not in runner.health()
-    runner.submit("exit")
+    flaky.fail(raising=SystemExit, claim=1)  # not an error a runner's loop catches: it ends the thread
     wait_for(lambda: runner.threads_alive() == 1, what="a runner thread to end")
     health = runner.health()
     assert health["status"] == "degraded"
     assert health["reasons"] == ["1 of 2 runner threads alive"]
     assert registry.get_sample_value("scalelab_worker_threads_alive") == 1
+    assert runner.supervise() == 1
+    assert runner.threads_alive() == 2 and runner.supervise() == 0
+    assert registry.get_sample_value("scalelab_worker_thread_restarts_total") == 1
+    task_id = runner.submit("after")
+    assert wait_for(lambda: status_of(queue, task_id, "completed"), what="a task after the restart")
 
 
 def test_a_depth_the_store_cannot_give_is_the_last_one_known(queue, registry):
