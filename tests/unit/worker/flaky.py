@@ -1,4 +1,4 @@
-"""A task store that fails on purpose: chosen operations of a real TaskQueue raise "database is locked" or another error."""
+"""A task store that fails on purpose: chosen operations of a TaskQueue raise "database is locked" or another error."""
 
 from __future__ import annotations
 
