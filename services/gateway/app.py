@@ -42,6 +42,7 @@ from ..kit import (
     parse_backends,
     require_admin,
 )
+from ..kit.app import reserve
 from ..kit.deadline import DEADLINE_HEADER, Deadline
 from ..kit.inputs import shown
 from ..kit.tier import DRAIN_SECONDS, BalancedTier
@@ -267,5 +268,6 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     admin = require_admin(config.admin_token)
     app.add_url_rule("/pool/backends", "add_backend", admin(_add_backend), methods=["POST"])
     app.add_url_rule("/pool/backends/<name>", "remove_backend", admin(_remove_backend), methods=["DELETE"])
+    reserve(app, "gateway.pool_status", "add_backend", "remove_backend")
     gateway.microservices.start()
     return app

@@ -7,9 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CollectorRegistry
 
+from .admission import Admission
 from .auth import require_admin
 from .config import ConfigError
 from .errors import ApiError, register_error_handlers
@@ -19,7 +20,15 @@ from .metrics import HttpMetrics, exposition, instrument_flask
 from .origin import allowed_hosts, refusal
 from .settings import ServiceSettings
 
-__all__ = ["create_service_app", "json_body"]
+__all__ = ["RESERVED", "create_service_app", "json_body", "reserve"]
+
+# Where an app keeps the endpoints that take no request slot (services/kit/admission.py).
+RESERVED = "scalelab_reserved_endpoints"
+
+
+def reserve(app: Flask, *endpoints: str) -> None:
+    """Serve ``endpoints`` (health, admin, status routes) on the reserved threads: they take no request slot."""
+    app.extensions[RESERVED].update(endpoints)
 
 
 def configure_logging(settings: ServiceSettings, service: str) -> None:
@@ -61,12 +70,29 @@ def create_service_app(
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
+    app.extensions[RESERVED] = set()
+    admission = None
+    if settings.admits_by_threads():
+        try:
+            admission = Admission(settings.instance, settings.threads, settings.reserved_threads, registry)
+        except ValueError as exc:
+            raise ConfigError(f"SCALELAB_THREADS, SCALELAB_RESERVED_THREADS: {exc}") from None
+
     @app.before_request
     def same_site_only() -> None:
         # Before any route: a rebound name or another site's page gets a 403 and changes nothing.
         message = refusal(request.method, request.headers, hosts)
         if message is not None:
             raise ApiError(403, message)
+        # Unknown paths (endpoint None) answer 404 at once: they take no slot either.
+        if admission is not None and request.endpoint is not None and request.endpoint not in app.extensions[RESERVED]:
+            admission.enter()
+            g.admitted = True
+
+    @app.teardown_request
+    def leave(_exc: BaseException | None) -> None:
+        if g.pop("admitted", False):
+            admission.leave()  # type: ignore[union-attr]
 
     @app.get("/health")
     def health_route():
@@ -97,4 +123,5 @@ def create_service_app(
         logging.getLogger(service).info("control: changed %s", changed)
         return jsonify({"instance": settings.instance, "changed": changed, "knobs": knobs.values()})
 
+    reserve(app, "health_route", "metrics_route", "control_get", "control_put", "static")
     return app

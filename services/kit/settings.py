@@ -25,6 +25,17 @@ class ServiceSettings:
     threads: int = setting(
         4, "SCALELAB_THREADS", "Threads serving requests (granian blocking threads, gthread threads)."
     )
+    reserved_threads: int = setting(
+        2,
+        "SCALELAB_RESERVED_THREADS",
+        "Threads beyond SCALELAB_THREADS that serve only /health, /metrics, /control, /openapi.json and admin "
+        "routes, so they answer while every request thread waits (gevent workers need none).",
+    )
+
+    def admits_by_threads(self) -> bool:
+        """Return whether requests run on a fixed pool of threads (not gevent's greenlets), which can run out."""
+        return not (self.server == "gunicorn" and self.worker_class == "gevent")
+
     # Read here for every service (the balancer's settings extend these too); see services/kit/origin.py.
     allowed_hosts: list[str] = setting(
         [],
