@@ -48,7 +48,7 @@ lock: python  ## re-resolve every dependency into .ci/constraints.txt (then comm
 	.lock-venv/bin/pip install --quiet '.[test]'
 	{ echo "# Every package CI and the images install, pinned: pip install -c $(CONSTRAINTS) ..."; \
 	  echo "# Refresh with \`make lock\` (a fresh venv, pip install '.[test]', pip freeze)."; \
-	  .lock-venv/bin/pip freeze --exclude-editable | grep -iv '^scalelab=='; } > $(CONSTRAINTS)
+	  .lock-venv/bin/pip freeze --exclude-editable | grep -ivE '^scalelab( @|==)'; } > $(CONSTRAINTS)
 	rm -rf .lock-venv
 	@echo "wrote $(CONSTRAINTS)"
 

@@ -20,10 +20,12 @@ from prometheus_client import CollectorRegistry
 from ..kit import ADMIN_HEADER, ApiError, HttpMetrics, Knobs, check_admin_token, error_body, load_config, parse_backends
 from ..kit.app import configure_logging
 from ..kit.config import ConfigError
-from ..kit.inputs import parse_json
 from ..kit.metrics import exposition
+from ..kit.models import Added, NewBackend, PoolStatus, Removed
+from ..kit.openapi import ADMIN, ControlChange, ControlView, KnobChanges, responses
 from ..kit.origin import allowed_hosts, host_allowed, host_refusal, refusal
 from ..kit.tier import DRAIN_POLL_SECONDS, DRAIN_SECONDS, BalancedTier
+from .apidoc import BalancerHealth, GatewayDocument, api, merged, validated
 from .config import BalancerConfig
 from .inputs import check_gateway, check_gateway_name, gateway_address
 from .proxy import Proxy
@@ -52,16 +54,11 @@ class Balancer:
         self.proxy = Proxy(self.tier, config.upstream_timeout, config.connect_timeout)
         self.metrics = HttpMetrics("load-balancer", config.instance, registry)
         self.started = time.time()
+        self.gateway_doc = GatewayDocument(self.proxy.gateway_document)
 
     def admin(self, request: web.Request) -> None:
         """Raise a 401 ApiError unless the request carries the admin token."""
         check_admin_token(self.config.admin_token, request.headers.get(ADMIN_HEADER))
-
-    async def json_body(self, request: web.Request) -> Any:
-        """Return the request's JSON body or raise a 400 ApiError saying what is wrong with it (the kit's rules)."""
-        # Bytes rather than request.json(): that decodes with the charset the client names, and an unknown one is a
-        # LookupError; json.loads finds UTF-8, -16 or -32 by itself.
-        return parse_json(await request.read())
 
     async def start_health_checks(self, _app: web.Application) -> None:
         """Start probing the gateways once the server runs."""
@@ -72,6 +69,8 @@ class Balancer:
         self.tier.checker.stop()
 
     # ---------------------------------------------------------------- routes
+    # Admin routes check the token before these run (see create_app), so a caller without it learns nothing more.
+    @api.validate(resp=responses(HTTP_200=BalancerHealth), tags=["operations"])
     async def health(self, request: web.Request) -> web.Response:
         return _json({
             "status": "ok", "service": "load-balancer", "instance": self.config.instance,
@@ -79,35 +78,38 @@ class Balancer:
             "healthy_backends": sum(b.healthy for b in self.tier.pool.backends()),
         })  # fmt: skip
 
+    @api.validate(resp=responses(HTTP_200=(None, "Prometheus text format")), tags=["operations"])
     async def metrics_route(self, request: web.Request) -> web.Response:
         body, content_type = exposition(self.registry)
         response = web.Response(body=body)
         response.headers["Content-Type"] = content_type
         return response
 
+    @api.validate(resp=responses((401,), HTTP_200=ControlView), security=ADMIN, tags=["operations"])
     async def control_get(self, request: web.Request) -> web.Response:
-        self.admin(request)
         return _json({"instance": self.config.instance, "knobs": self.knobs.snapshot()})
 
+    @api.validate(
+        json=KnobChanges, resp=responses((400, 401, 413), HTTP_200=ControlChange), security=ADMIN, tags=["operations"]
+    )
     async def control_put(self, request: web.Request) -> web.Response:
-        self.admin(request)
-        changed = self.knobs.update(await self.json_body(request))
+        changed = self.knobs.update(validated(request, "json").root)
         log.info("control: changed %s", changed)
         return _json({"instance": self.config.instance, "changed": changed, "knobs": self.knobs.values()})
 
+    @api.validate(resp=responses(HTTP_200=PoolStatus), tags=["pool"])
     async def status(self, request: web.Request) -> web.Response:
         return _json(self.tier.pool.snapshot())
 
+    @api.validate(json=NewBackend, resp=responses((400, 401, 409, 413), HTTP_201=Added), security=ADMIN, tags=["pool"])
     async def add_backend(self, request: web.Request) -> web.Response:
-        self.admin(request)
-        spec = await self.json_body(request)
-        if isinstance(spec, dict):
-            check_gateway(spec)
+        spec = validated(request, "json").model_dump()
+        check_gateway(spec)
         backend = self.tier.add_backend(spec)
         return _json({"added": backend.name, "url": backend.url}, 201)
 
+    @api.validate(resp=responses((401, 404, 409), HTTP_200=Removed), security=ADMIN, tags=["pool"])
     async def remove_backend(self, request: web.Request) -> web.Response:
-        self.admin(request)
         backend = self.tier.remove_backend(request.match_info["name"])
         # Drain here rather than in the tier: a blocking wait would stall the very requests it waits for.
         deadline = time.monotonic() + DRAIN_SECONDS
@@ -125,8 +127,14 @@ class Balancer:
             return None
         return host_refusal(request.host, self.allowed_hosts)
 
-    def observed(self, route: str, handler: Handler) -> Handler:
+    async def openapi(self, request: web.Request) -> web.Response:
+        """Return the balancer's API document: its own routes and the gateways' it passes on."""
+        return _json(merged(api.spec, await self.gateway_doc.get()))
+
+    def observed(self, route: str, handler: Handler, admin: bool = False) -> Handler:
         """Wrap ``handler``: refuse foreign Hosts and Origins, time it for the metrics, turn every error into JSON.
+
+        ``admin`` routes also need the admin token, checked before anything else about the request.
 
         A wrapper rather than an aiohttp middleware: the middleware machinery costs measurably
         on the proxy path, which is the lab's hottest.
@@ -142,6 +150,8 @@ class Balancer:
                     refused = self.target_refusal(request)
                 if refused is not None:
                     raise ApiError(403, refused)
+                if admin:
+                    self.admin(request)
                 response = await handler(request)
             except ApiError as exc:
                 response = _json(error_body(exc.status, exc.message, **exc.extra), exc.status)
@@ -154,6 +164,7 @@ class Balancer:
             self.metrics.observe(route, request.method, response.status, time.perf_counter() - started)
             return response
 
+        wrapper.__wrapped__ = handler  # type: ignore[attr-defined]  # how the API document finds the route's models
         return wrapper
 
 
@@ -179,18 +190,20 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     balancer = Balancer(config, registry or CollectorRegistry())
     app = web.Application(client_max_size=config.max_body_bytes)
     app[BALANCER] = balancer
-    for method, path, handler in (
-        ("GET", "/health", balancer.health),
-        ("GET", "/metrics", balancer.metrics_route),
-        ("GET", "/control", balancer.control_get),
-        ("PUT", "/control", balancer.control_put),
-        ("GET", "/lb/status", balancer.status),
-        ("POST", "/lb/backends", balancer.add_backend),
-        ("DELETE", "/lb/backends/{name}", balancer.remove_backend),
+    for method, path, handler, admin in (
+        ("GET", "/health", balancer.health, False),
+        ("GET", "/metrics", balancer.metrics_route, False),
+        ("GET", "/openapi.json", balancer.openapi, False),
+        ("GET", "/control", balancer.control_get, True),
+        ("PUT", "/control", balancer.control_put, True),
+        ("GET", "/lb/status", balancer.status, False),
+        ("POST", "/lb/backends", balancer.add_backend, True),
+        ("DELETE", "/lb/backends/{name}", balancer.remove_backend, True),
     ):
-        app.router.add_route(method, path, balancer.observed(path, handler))
+        app.router.add_route(method, path, balancer.observed(path, handler, admin))
     # Everything else goes to a gateway.
     app.router.add_route("*", "/{tail:.*}", balancer.observed("proxy", balancer.proxy.handle))
+    api.register(app)
     app.on_startup.append(balancer.proxy.open)
     app.on_startup.append(balancer.start_health_checks)
     app.on_cleanup.append(balancer.stop_health_checks)

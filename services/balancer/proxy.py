@@ -31,6 +31,8 @@ HOP_BY_HOP = frozenset(
      DEADLINE_HEADER.lower().encode()}
 )  # fmt: skip
 RESPONSE_SKIP = HOP_BY_HOP | {b"date", b"server"}
+# A gateway builds its document once and answers at once after that.
+DOCUMENT_TIMEOUT_SECONDS = 2.0
 
 
 class Proxy:
@@ -78,6 +80,21 @@ class Proxy:
         cut = upstream.abort_in_flight()  # also closes its idle connections
         if cut:
             log.warning("%s was removed: moved %d request(s) still in flight to other gateways where safe", name, cut)
+
+    async def gateway_document(self) -> bytes | None:
+        """Return the body of a healthy gateway's ``/openapi.json``, or None when no gateway gives one."""
+        for backend in self.tier.pool.backends():
+            if not backend.healthy:
+                continue
+            try:
+                answer = await self._upstream(backend).request(
+                    "GET", "/openapi.json", [(b"Accept", b"application/json")], b"", True, DOCUMENT_TIMEOUT_SECONDS
+                )
+            except UpstreamError:
+                continue
+            if answer.status == 200:
+                return answer.body
+        return None
 
     async def close(self, _app: web.Application | None = None) -> None:
         """Close every idle upstream connection."""

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, jsonify
 from prometheus_client import CollectorRegistry
 from werkzeug.routing import PathConverter
 
-from ..kit import ApiError, ConfigError, Knob, Knobs, create_service_app, json_body, load_config
+from ..kit import ApiError, ConfigError, Knob, Knobs, create_service_app, load_config
+from ..kit.openapi import responses, validated
+from .api import CacheEntry, CacheStats, CacheWrite, Deleted, Flushed, KeyQuery, Stored, api
 from .config import CacheConfig
 from .store import CacheStore, EntryTooLarge
 
@@ -23,10 +25,12 @@ class KeyConverter(PathConverter):
     """Werkzeug's path converter, but a key may also start with ``/`` (``/cache/%2Fa`` is the key ``/a``).
 
     With the stock converter that URL does not match, and Werkzeug redirects it to ``/cache/a``:
-    a client that follows the redirect would store the value under another key.
+    a client that follows the redirect would store the value under another key. The keys
+    ``stats`` and ``flush`` never match: ``/cache/stats`` and ``/cache/flush`` are those routes
+    for every method (``POST /cache/stats`` is a 405, not a write), and such keys go in the query.
     """
 
-    regex = ".+?"
+    regex = r"(?!(?:stats|flush)\Z)[\s\S]+?"  # any character, newlines included
     part_isolating = False
 
 
@@ -34,45 +38,30 @@ def _store() -> CacheStore:
     return current_app.extensions["cache_store"]
 
 
-def _query_key() -> str:
-    key = request.args.get("key")
-    if key is None or key == "":
-        raise ApiError(400, "give the key in the path (/cache/<key>) or the query (/cache?key=<key>)")
-    return key
-
-
 @bp.get("/cache/stats")
+@api.validate(resp=responses(HTTP_200=CacheStats), tags=["cache"])
 def stats():
     return jsonify(_store().stats())
 
 
 @bp.post("/cache/flush")
+@api.validate(resp=responses(HTTP_200=Flushed), tags=["cache"])
 def flush():
+    # Open and bodiless, as in the classic lab: its scripts flush before they measure.
     return jsonify({"flushed": _store().flush()})
 
 
-@bp.get("/cache")
-@bp.get("/cache/<path:key>")
-def get(key: str | None = None):
-    key = _query_key() if key is None else key
+def _get(key: str):
     entry = _store().get(key)
     if entry is None:
         return jsonify({"error": f"key {key!r} is not cached (or has expired)", "status": 404, "key": key}), 404
     return jsonify({"key": key, "value": entry.value, "ttl_remaining_seconds": round(_store().remaining(entry), 3)})
 
 
-@bp.post("/cache")
-@bp.post("/cache/<path:key>")
-def put(key: str | None = None):
-    key = _query_key() if key is None else key
-    body = json_body()
-    if not isinstance(body, dict) or "value" not in body:
-        raise ApiError(400, 'send {"value": <any JSON>, "ttl": <seconds, optional>}')
-    ttl = body.get("ttl")
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= 86_400):
-        raise ApiError(400, "ttl must be a number of seconds in (0, 86400]")
+def _put(key: str):
+    body: CacheWrite = validated("json")
     try:
-        entry = _store().set(key, body["value"], ttl)
+        entry = _store().set(key, body.value, body.ttl)
     except EntryTooLarge as exc:
         raise ApiError(
             413,
@@ -83,11 +72,50 @@ def put(key: str | None = None):
     return jsonify({"key": key, "stored": True, "ttl_seconds": entry.ttl}), 201
 
 
-@bp.delete("/cache")
-@bp.delete("/cache/<path:key>")
-def delete(key: str | None = None):
-    key = _query_key() if key is None else key
+def _delete(key: str):
     return jsonify({"key": key, "deleted": _store().delete(key)})
+
+
+# Each operation twice: the key in the path, or in the query for keys such as "stats".
+READ = {"resp": responses((404,), HTTP_200=CacheEntry), "tags": ["cache"]}
+WRITE = {"json": CacheWrite, "resp": responses((400, 413), HTTP_201=Stored), "tags": ["cache"]}
+DELETE = {"resp": responses(HTTP_200=Deleted), "tags": ["cache"]}
+
+
+@bp.get("/cache/<path:key>")
+@api.validate(**READ)
+def get(key: str):
+    return _get(key)
+
+
+@bp.get("/cache")
+@api.validate(query=KeyQuery, **READ)
+def get_by_query():
+    return _get(validated("query").key)
+
+
+@bp.post("/cache/<path:key>")
+@api.validate(**WRITE)
+def put(key: str):
+    return _put(key)
+
+
+@bp.post("/cache")
+@api.validate(query=KeyQuery, **WRITE)
+def put_by_query():
+    return _put(validated("query").key)
+
+
+@bp.delete("/cache/<path:key>")
+@api.validate(**DELETE)
+def delete(key: str):
+    return _delete(key)
+
+
+@bp.delete("/cache")
+@api.validate(query=KeyQuery, **DELETE)
+def delete_by_query():
+    return _delete(validated("query").key)
 
 
 def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegistry | None = None) -> Flask:
@@ -118,7 +146,7 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     )
     knobs.on_change(lambda _name, value: setattr(store, "default_ttl", value))
     app = create_service_app(
-        "cache", config, knobs, registry, health=lambda: {"entries": len(store), "bytes": store.bytes_used()}
+        "cache", config, knobs, registry, api, health=lambda: {"entries": len(store), "bytes": store.bytes_used()}
     )
     app.extensions["cache_store"] = store
     app.url_map.converters["path"] = KeyConverter  # before the routes are added, which bind it

@@ -17,18 +17,17 @@ from ..kit import (
     Knob,
     Knobs,
     create_service_app,
-    int_arg,
-    json_body,
     load_config,
 )
 from ..kit.deadline import DEADLINE_HEADER, NO_BUDGET, Deadline
+from ..kit.openapi import responses, validated
+from .api import DbStats, PageQuery, Record, RecordBody, RecordPage, api
 from .config import DatabaseConfig
 from .store import RecordStore
 
 bp = Blueprint("database", __name__)
-DEFAULT_PAGE = 100
-MAX_PAGE = 1000
-MAX_OFFSET = 10**9
+# A 400 for a malformed X-Request-Deadline, a 503 from the error_rate knob, a 504 when the caller's deadline is first.
+QUERY_ERRORS = (400, 503, 504)
 
 
 class QuerySimulator:
@@ -86,28 +85,30 @@ def _deadline() -> Deadline:
 
 
 @bp.get("/db")
+@api.validate(query=PageQuery, resp=responses(QUERY_ERRORS, HTTP_200=RecordPage), tags=["records"])
 def list_records():
-    limit = int_arg("limit", DEFAULT_PAGE, 0, MAX_PAGE)
-    offset = int_arg("offset", 0, 0, MAX_OFFSET)
+    page: PageQuery = validated("query")
+    limit, offset = page.limit, page.offset
     records = _sim().run("list", lambda: _store().list(limit, offset), _deadline())
     return jsonify({"records": records, "count": len(records), "total": _store().count(), "offset": offset})
 
 
 @bp.get("/db/<path:record_id>")
+@api.validate(resp=responses(QUERY_ERRORS, HTTP_200=Record), tags=["records"])
 def get_record(record_id: str):
     record, created = _sim().run("read", lambda: _store().get_or_create(record_id), _deadline())
     return jsonify({**record, "created": created} if created else record)
 
 
 @bp.put("/db/<path:record_id>")
+@api.validate(json=RecordBody, resp=responses((*QUERY_ERRORS, 413), HTTP_200=Record), tags=["records"])
 def put_record(record_id: str):
-    data = json_body()
-    if not isinstance(data, dict):
-        raise ApiError(400, "send the record as a JSON object")
+    data = validated("json").root
     return jsonify(_sim().run("write", lambda: _store().put(record_id, data), _deadline()))
 
 
 @bp.get("/stats")
+@api.validate(resp=responses(HTTP_200=DbStats), tags=["records"])
 def stats():
     return jsonify(
         {"queries": dict(_sim().counts), "total_queries": sum(_sim().counts.values()), "records": _store().count()}
@@ -130,7 +131,7 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
         raise ConfigError(f"DATABASE_MAX_GENERATED_RECORDS must be 0 or more, not {config.max_generated_records}")
     store = RecordStore(config.path, config.seed_records, config.max_generated_records)
     Gauge("scalelab_db_records", "Records stored.", registry=registry).set_function(store.count)
-    app = create_service_app("database", config, knobs, registry)
+    app = create_service_app("database", config, knobs, registry, api)
     app.extensions["record_store"] = store
     app.extensions["query_simulator"] = QuerySimulator(knobs, registry)
     app.register_blueprint(bp)

@@ -37,21 +37,19 @@ from ..kit import (
     UpstreamError,
     bearer_value,
     create_service_app,
-    json_body,
     load_config,
     parse_backends,
     require_admin,
 )
 from ..kit.app import reserve
 from ..kit.deadline import DEADLINE_HEADER, Deadline
-from ..kit.inputs import shown
+from ..kit.openapi import validated
 from ..kit.tier import DRAIN_SECONDS, BalancedTier
+from .api import ADD, DATA, LONGTASK, POOL, PROCESS, REMOVE, TASK, TOKEN_ROUTE, api
 from .cache_aside import CacheAside
 from .config import GatewayConfig
 
 bp = Blueprint("gateway", __name__)
-# A /data key is a cache key and a database id: long enough for any lab key, short enough for a URL.
-MAX_KEY_CHARS = 1024
 # What a client told to come back after the worker could not be reached should wait.
 WORKER_RETRY_AFTER_SECONDS = 1
 # Answers whose Retry-After header the gateway passes on from the worker.
@@ -191,22 +189,23 @@ def _protected(view):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/token")
+@api.validate(**TOKEN_ROUTE)
 def token():
     return jsonify({"token": _gw().tokens.issue()})
 
 
 @bp.get("/data")
 @_protected
+@api.validate(**DATA)
 def data():
-    key = request.args.get("key", "my_data")
-    if not 0 < len(key) <= MAX_KEY_CHARS:
-        raise ApiError(400, f"key must be 1 to {MAX_KEY_CHARS} characters, not {shown(key)}", parameter="key")
+    key = validated("query").key
     record, cached = _gw().cache_aside.read(key, _gw().deadline())
     return jsonify({"cached": cached, "data": record, "key": key, "gateway_id": _gw().config.gateway_id})
 
 
 @bp.get("/process")
 @_protected
+@api.validate(**PROCESS)
 def process():
     deadline = _gw().deadline()
     _, response = _gw().microservices.request(
@@ -224,8 +223,9 @@ def process():
 
 @bp.post("/longtask")
 @_protected
+@api.validate(**LONGTASK)
 def longtask():
-    status, body, headers = _gw().worker_call("POST", "/task", json_body())
+    status, body, headers = _gw().worker_call("POST", "/task", validated("json").root)
     if not isinstance(body, dict):
         raise ApiError(502, f"the worker answered {status} without a JSON object")
     body["gateway_id"] = _gw().config.gateway_id
@@ -234,6 +234,7 @@ def longtask():
 
 @bp.get("/task/<task_id>")
 @_protected
+@api.validate(**TASK)
 def task(task_id: str):
     status, body, headers = _gw().worker_call("GET", "/task/" + quote(task_id, safe=""))
     if isinstance(body, dict):
@@ -242,15 +243,18 @@ def task(task_id: str):
 
 
 @bp.get("/pool/status")
+@api.validate(**POOL)
 def pool_status():
     return jsonify(_gw().microservices.pool.snapshot())
 
 
+@api.validate(**ADD)
 def _add_backend():
-    backend = _gw().microservices.add_backend(json_body())
+    backend = _gw().microservices.add_backend(validated("json").model_dump())
     return jsonify({"added": backend.name, "url": backend.url}), 201
 
 
+@api.validate(**REMOVE)
 def _remove_backend(name: str):
     # Answers once the requests already on their way to it are done, so the caller may stop it then.
     backend = _gw().microservices.remove_backend(name, DRAIN_SECONDS)
@@ -262,7 +266,7 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     config = load_config(GatewayConfig, overrides)
     registry = registry or CollectorRegistry()
     gateway = Gateway(config, registry)
-    app = create_service_app("gateway", config, gateway.knobs, registry, health=gateway.health)
+    app = create_service_app("gateway", config, gateway.knobs, registry, api, health=gateway.health)
     app.extensions["gateway"] = gateway
     app.register_blueprint(bp)
     admin = require_admin(config.admin_token)

@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CollectorRegistry
+from spectree import SpecTree
 
 from .admission import Admission
 from .auth import require_admin
@@ -17,6 +18,7 @@ from .errors import ApiError, register_error_handlers
 from .inputs import json_body
 from .knobs import Knobs
 from .metrics import HttpMetrics, exposition, instrument_flask
+from .openapi import ADMIN, ControlChange, ControlView, Health, KnobChanges, responses
 from .origin import allowed_hosts, refusal
 from .settings import ServiceSettings
 
@@ -45,6 +47,7 @@ def create_service_app(
     settings: ServiceSettings,
     knobs: Knobs,
     registry: CollectorRegistry,
+    api: SpecTree,
     health: Callable[[], dict[str, Any]] | None = None,
 ) -> Flask:
     """Return a Flask app with the routes and behaviour every ScaleLab service shares.
@@ -53,6 +56,8 @@ def create_service_app(
     :param settings: the service's settings (instance name, admin token, body limit ...).
     :param knobs: the runtime knobs ``GET/PUT /control`` reads and changes.
     :param registry: the Prometheus registry ``/metrics`` exposes (tests pass a fresh one).
+    :param api: the service's API description (services/kit/openapi.py): it documents and validates
+        the shared routes here as well as the service's own, and serves ``/openapi.json``.
     :param health: extra fields for ``/health`` (e.g. a dependency's state).
     """
     settings.instance = settings.instance or service
@@ -74,9 +79,11 @@ def create_service_app(
     admission = None
     if settings.admits_by_threads():
         try:
-            admission = Admission(settings.instance, settings.threads, settings.reserved_threads, registry)
+            admission = Admission(
+                settings.instance, settings.threads, settings.queued_requests, settings.reserved_threads, registry
+            )
         except ValueError as exc:
-            raise ConfigError(f"SCALELAB_THREADS, SCALELAB_RESERVED_THREADS: {exc}") from None
+            raise ConfigError(f"SCALELAB_THREADS, SCALELAB_QUEUED_REQUESTS, SCALELAB_RESERVED_THREADS: {exc}") from None
 
     @app.before_request
     def same_site_only() -> None:
@@ -95,6 +102,7 @@ def create_service_app(
             admission.leave()  # type: ignore[union-attr]
 
     @app.get("/health")
+    @api.validate(resp=responses(HTTP_200=Health), tags=["operations"])
     def health_route():
         body = {
             "status": "ok",
@@ -107,21 +115,28 @@ def create_service_app(
         return jsonify(body)
 
     @app.get("/metrics")
+    @api.validate(resp=responses(HTTP_200=(None, "Prometheus text format")), tags=["operations"])
     def metrics_route():
         body, content_type = exposition(registry)
         return Response(body, content_type=content_type)
 
+    # The token is checked before the body: a caller without it learns nothing about the knobs.
     @app.get("/control")
     @admin
+    @api.validate(resp=responses((401,), HTTP_200=ControlView), security=ADMIN, tags=["operations"])
     def control_get():
         return jsonify({"instance": settings.instance, "knobs": knobs.snapshot()})
 
     @app.put("/control")
     @admin
+    @api.validate(
+        json=KnobChanges, resp=responses((400, 401, 413), HTTP_200=ControlChange), security=ADMIN, tags=["operations"]
+    )
     def control_put():
         changed = knobs.update(json_body())
         logging.getLogger(service).info("control: changed %s", changed)
         return jsonify({"instance": settings.instance, "changed": changed, "knobs": knobs.values()})
 
-    reserve(app, "health_route", "metrics_route", "control_get", "control_put", "static")
+    reserve(app, "health_route", "metrics_route", "control_get", "control_put", "openapi_json", "static")
+    api.register(app)
     return app

@@ -80,11 +80,11 @@ def _serve_granian(target: str, settings: ServiceSettings, threads: int) -> None
 def serve_wsgi(target: str, settings: ServiceSettings, server: str, worker_class: str, threads: int) -> None:
     """Serve the app factory ``target`` ("module:function") on ``settings.host:settings.port``.
 
-    ``threads`` request threads, plus ``settings.reserved_threads`` kept for health and admin
-    routes (services/kit/admission.py) when the server runs requests on threads.
+    ``threads`` request threads, plus threads for queued requests and ``settings.reserved_threads``
+    kept for health and admin routes (services/kit/admission.py) when the server runs requests on threads.
     """
     if settings.admits_by_threads():
-        threads += settings.reserved_threads
+        threads += settings.queued_requests + settings.reserved_threads
     if server == "granian":
         _serve_granian(target, settings, threads)
     elif server == "gunicorn":

@@ -25,11 +25,16 @@ class ServiceSettings:
     threads: int = setting(
         4, "SCALELAB_THREADS", "Threads serving requests (granian blocking threads, gthread threads)."
     )
+    queued_requests: int = setting(
+        128,
+        "SCALELAB_QUEUED_REQUESTS",
+        "Requests that may wait (up to 5 s) for a busy request thread; past that a request gets 503 at once.",
+    )
     reserved_threads: int = setting(
         2,
         "SCALELAB_RESERVED_THREADS",
-        "Threads beyond SCALELAB_THREADS that serve only /health, /metrics, /control, /openapi.json and admin "
-        "routes, so they answer while every request thread waits (gevent workers need none).",
+        "Threads beyond the request threads and the queue that serve only /health, /metrics, /control, "
+        "/openapi.json and admin routes, so they answer while every request thread waits (gevent needs none).",
     )
 
     def admits_by_threads(self) -> bool:

@@ -10,12 +10,14 @@ from prometheus_client import CollectorRegistry, Counter
 
 from ..kit import ApiError, Knob, Knobs, create_service_app, load_config
 from ..kit.deadline import DEADLINE_HEADER, NO_BUDGET, Deadline
+from .api import PROCESS, api
 from .config import MicroserviceConfig
 
 bp = Blueprint("microservice", __name__)
 
 
 @bp.route("/process", methods=["GET", "POST"])
+@api.validate(**PROCESS)
 def process():
     config: MicroserviceConfig = current_app.extensions["config"]
     knobs: Knobs = current_app.extensions["knobs"]
@@ -47,7 +49,7 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
         ],
         registry,
     )
-    app = create_service_app("microservice", config, knobs, registry)
+    app = create_service_app("microservice", config, knobs, registry, api)
     app.extensions.update(
         config=config,
         knobs=knobs,

@@ -15,7 +15,9 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, jsonify
 from prometheus_client import CollectorRegistry
 
-from ..kit import ApiError, ConfigError, Knob, Knobs, create_service_app, error_body, json_body, load_config
+from ..kit import ApiError, ConfigError, Knob, Knobs, create_service_app, error_body, load_config
+from ..kit.openapi import responses, validated
+from .api import SUBMIT, TASK, TaskSummary, api
 from .config import WorkerConfig
 from .queue import QueueFull, TaskQueue
 from .runner import STORAGE_ERRORS, TaskRunner
@@ -67,8 +69,9 @@ def _runner() -> TaskRunner:
 
 
 @bp.post("/task")
+@api.validate(**SUBMIT)
 def submit():
-    payload = json_body()
+    payload = validated("json").root
     current_app.extensions["lab_task"].validate(payload)
     try:
         task_id = _runner().submit(payload)
@@ -83,6 +86,7 @@ def submit():
 
 
 @bp.get("/task/<task_id>")
+@api.validate(**TASK)
 def status(task_id: str):
     task = _runner().queue.get(task_id)
     if task is None:
@@ -91,6 +95,7 @@ def status(task_id: str):
 
 
 @bp.get("/tasks")
+@api.validate(resp=responses((503,), HTTP_200=TaskSummary), tags=["tasks"])
 def summary():
     return jsonify({"counts": _runner().queue.counts(), "concurrency": _runner().concurrency})
 
@@ -130,7 +135,7 @@ def create_app(
         registry,
         retention_seconds=config.task_retention_seconds,
     )
-    app = create_service_app("worker", config, knobs, registry, health=runner.health)
+    app = create_service_app("worker", config, knobs, registry, api, health=runner.health)
     app.extensions.update(task_runner=runner, lab_task=lab_task)
     app.register_blueprint(bp)
 

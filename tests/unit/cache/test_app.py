@@ -194,7 +194,11 @@ def test_wrong_method_is_405_json_with_allow(client):
     response = client.put(url("k"), json={"value": 1})
     assert_json_error(response, 405)
     assert "POST" in response.headers["Allow"]
-    assert_json_error(client.get("/cache/flush"), 404)  # GET /cache/flush reads a key called "flush"
+    # /cache/stats and /cache/flush are those routes for every method: their keys go in the query.
+    assert client.get("/cache/flush").headers["Allow"] == "OPTIONS, POST"
+    assert_json_error(client.post("/cache/stats", json={"value": 1}), 405)
+    assert client.post("/cache?key=stats", json={"value": 1}).status_code == 201
+    assert client.get("/cache?key=stats").get_json()["value"] == 1
 
 
 def test_oversize_body_is_413_json(make_client):
