@@ -22,7 +22,7 @@ from ..kit.app import configure_logging
 from ..kit.config import ConfigError
 from ..kit.metrics import exposition
 from ..kit.models import Added, NewBackend, PoolStatus, Removed
-from ..kit.openapi import ADMIN, ControlChange, ControlView, KnobChanges, responses
+from ..kit.openapi import ADMIN, ControlChange, ControlView, KnobChanges, responses, with_knobs
 from ..kit.origin import allowed_hosts, host_allowed, host_refusal, refusal
 from ..kit.tier import DRAIN_POLL_SECONDS, DRAIN_SECONDS, BalancedTier
 from .apidoc import BalancerHealth, GatewayDocument, api, merged, validated
@@ -32,6 +32,7 @@ from .proxy import Proxy
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_REQUEST_LINE = 32_768
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -129,7 +130,7 @@ class Balancer:
 
     async def openapi(self, request: web.Request) -> web.Response:
         """Return the balancer's API document: its own routes and the gateways' it passes on."""
-        return _json(merged(api.spec, await self.gateway_doc.get()))
+        return _json(merged(with_knobs(api.spec, self.knobs), await self.gateway_doc.get()))
 
     def observed(self, route: str, handler: Handler, admin: bool = False) -> Handler:
         """Wrap ``handler``: refuse foreign Hosts and Origins, time it for the metrics, turn every error into JSON.
@@ -188,7 +189,9 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     config = load_config(BalancerConfig, overrides)
     configure_logging(config, "load-balancer")
     balancer = Balancer(config, registry or CollectorRegistry())
-    app = web.Application(client_max_size=config.max_body_bytes)
+    # A request line long enough for the longest key the gateways take (1024 characters, up to 12 bytes each
+    # once percent-encoded): aiohttp's own limit (8190 bytes) would refuse it with a plain-text 400.
+    app = web.Application(client_max_size=config.max_body_bytes, handler_args={"max_line_size": MAX_REQUEST_LINE})
     app[BALANCER] = balancer
     for method, path, handler, admin in (
         ("GET", "/health", balancer.health, False),
@@ -201,8 +204,8 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
         ("DELETE", "/lb/backends/{name}", balancer.remove_backend, True),
     ):
         app.router.add_route(method, path, balancer.observed(path, handler, admin))
-    # Everything else goes to a gateway.
-    app.router.add_route("*", "/{tail:.*}", balancer.observed("proxy", balancer.proxy.handle))
+    # Everything else goes to a gateway: [\s\S], as "." would not match a newline in a decoded path.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", balancer.observed("proxy", balancer.proxy.handle))
     api.register(app)
     app.on_startup.append(balancer.proxy.open)
     app.on_startup.append(balancer.start_health_checks)

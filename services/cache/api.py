@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..kit.openapi import service_api
+from ..kit.openapi import Query, service_api
 
 __all__ = ["CacheEntry", "CacheStats", "CacheWrite", "Deleted", "Flushed", "KeyQuery", "Stored", "api"]
 
@@ -19,7 +19,11 @@ api = service_api(
 )
 
 
-class KeyQuery(BaseModel):
+for follow in ("GET /cache/{key}", "DELETE /cache/{key}"):
+    api.link("POST /cache/{key}", 201, follow, key="$response.body#/key")
+
+
+class KeyQuery(Query):
     """The key, for the routes that take it in the query."""
 
     key: str = Field(min_length=1, description="The cache key (any characters).")

@@ -10,9 +10,9 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify
 from prometheus_client import CollectorRegistry
-from werkzeug.routing import PathConverter
 
 from ..kit import ApiError, ConfigError, Knob, Knobs, create_service_app, load_config
+from ..kit.app import AnyPath
 from ..kit.openapi import responses, validated
 from .api import CacheEntry, CacheStats, CacheWrite, Deleted, Flushed, KeyQuery, Stored, api
 from .config import CacheConfig
@@ -21,17 +21,15 @@ from .store import CacheStore, EntryTooLarge
 bp = Blueprint("cache", __name__)
 
 
-class KeyConverter(PathConverter):
-    """Werkzeug's path converter, but a key may also start with ``/`` (``/cache/%2Fa`` is the key ``/a``).
+class KeyConverter(AnyPath):
+    """The kit's any-character path converter (``/cache/%2Fa`` is the key ``/a``), except two keys.
 
-    With the stock converter that URL does not match, and Werkzeug redirects it to ``/cache/a``:
-    a client that follows the redirect would store the value under another key. The keys
     ``stats`` and ``flush`` never match: ``/cache/stats`` and ``/cache/flush`` are those routes
     for every method (``POST /cache/stats`` is a 405, not a write), and such keys go in the query.
     """
 
-    regex = r"(?!(?:stats|flush)\Z)[\s\S]+?"  # any character, newlines included
-    part_isolating = False
+    regex = r"(?!(?:stats|flush)\Z)" + AnyPath.regex
+    part_isolating = False  # said again: Werkzeug works it out anew for a class that sets its own regex
 
 
 def _store() -> CacheStore:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from ..kit.openapi import Open, service_api
+from ..kit.openapi import Open, Query, service_api
 
 __all__ = ["DbStats", "PageQuery", "Record", "RecordBody", "RecordPage", "api"]
 
@@ -18,7 +18,7 @@ api = service_api(
 )
 
 
-class PageQuery(BaseModel):
+class PageQuery(Query):
     """Which records to list."""
 
     limit: int = Field(100, ge=0, le=MAX_PAGE, description="Records per page.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from ..kit.models import Added, NewBackend, PoolStatus, Queued, QueueFull, Removed, Task, TaskNotFound, TaskPayload
-from ..kit.openapi import ADMIN, TOKEN, Open, responses, service_api
+from ..kit.openapi import ADMIN, TOKEN, Open, Query, responses, service_api
 
 __all__ = ["ADD", "DATA", "LONGTASK", "POOL", "PROCESS", "REMOVE", "TASK", "TOKEN_ROUTE", "DataQuery", "api"]
 
@@ -25,7 +25,7 @@ class Issued(BaseModel):
     token: str
 
 
-class DataQuery(BaseModel):
+class DataQuery(Query):
     """Which record to read."""
 
     key: str = Field("my_data", min_length=1, max_length=MAX_KEY_CHARS, description="The record's id.")

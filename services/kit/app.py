@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CollectorRegistry
 from spectree import SpecTree
+from werkzeug.routing import PathConverter
 
 from .admission import Admission
 from .auth import require_admin
@@ -18,7 +19,7 @@ from .errors import ApiError, register_error_handlers
 from .inputs import json_body
 from .knobs import Knobs
 from .metrics import HttpMetrics, exposition, instrument_flask
-from .openapi import ADMIN, ControlChange, ControlView, Health, KnobChanges, responses
+from .openapi import ADMIN, KNOBS, ControlChange, ControlView, Health, KnobChanges, responses
 from .origin import allowed_hosts, refusal
 from .settings import ServiceSettings
 
@@ -31,6 +32,18 @@ RESERVED = "scalelab_reserved_endpoints"
 def reserve(app: Flask, *endpoints: str) -> None:
     """Serve ``endpoints`` (health, admin, status routes) on the reserved threads: they take no request slot."""
     app.extensions[RESERVED].update(endpoints)
+
+
+class AnyPath(PathConverter):
+    """Werkzeug's path converter for ids and keys that may hold any character: a leading ``/``, newlines.
+
+    With the stock converter ``/db/%2Fa`` and ``/db/a%0Ab`` do not match (its ``.`` stops at a
+    newline) and the client gets a 404 (or a redirect to another id) for a valid one. Every
+    service's ``<path:...>`` routes use this one.
+    """
+
+    regex = r"[\s\S]+?"
+    part_isolating = False
 
 
 def configure_logging(settings: ServiceSettings, service: str) -> None:
@@ -66,6 +79,7 @@ def create_service_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.strict_slashes = False
+    app.url_map.converters["path"] = AnyPath  # before any route is added: routes bind their converter
     register_error_handlers(app)
     instrument_flask(app, HttpMetrics(service, settings.instance, registry))
     started = time.time()
@@ -76,6 +90,7 @@ def create_service_app(
         raise ConfigError(str(exc)) from None
 
     app.extensions[RESERVED] = set()
+    app.extensions[KNOBS] = knobs
     admission = None
     if settings.admits_by_threads():
         try:

@@ -70,6 +70,18 @@ class Knob:
             raise ApiError(400, f"knob {self.name!r} takes one of {list(self.choices or [])}, not {shown(raw)}")
         return raw
 
+    def json_schema(self) -> dict[str, Any]:
+        """Return the JSON Schema of the values :meth:`coerce` takes (for the API document)."""
+        if self.kind is bool:
+            return {"type": "boolean"}
+        if self.kind in (int, float):
+            return {
+                "type": "integer" if self.kind is int else "number",
+                "minimum": -MAX_KNOB_MAGNITUDE if self.minimum is None else max(self.minimum, -MAX_KNOB_MAGNITUDE),
+                "maximum": MAX_KNOB_MAGNITUDE if self.maximum is None else min(self.maximum, MAX_KNOB_MAGNITUDE),
+            }
+        return {"type": "string", "enum": list(self.choices)} if self.choices is not None else {"type": "string"}
+
     def describe(self) -> dict[str, Any]:
         """Return the knob as JSON for ``GET /control``."""
         out: dict[str, Any] = {"value": self.value, "type": self.kind.__name__, "doc": self.doc}
@@ -121,6 +133,16 @@ class Knobs(Collector):
     def on_change(self, listener: Listener) -> None:
         """Call ``listener(name, value)`` after each knob changes."""
         self._listeners.append(listener)
+
+    def json_schema(self) -> dict[str, Any]:
+        """Return the JSON Schema of a ``PUT /control`` body: one or more of the knobs there are now."""
+        return {
+            "type": "object",
+            "description": "Knob names and their new values (GET /control lists them, with their limits).",
+            "properties": {name: knob.json_schema() for name, knob in self._knobs.items()},
+            "additionalProperties": False,
+            "minProperties": 1,
+        }
 
     def snapshot(self) -> dict[str, Any]:
         """Return every knob with its value, type and limits."""

@@ -93,7 +93,7 @@ class Task(Open):
     """A task and where it is: its result once completed, its error once failed."""
 
     task_id: str
-    status: Literal["queued", "running", "completed", "failed"]
+    status: Literal["queued", "processing", "completed", "failed"]
     payload: Any
     attempts: int
     created_at: float

@@ -17,6 +17,7 @@ Two things differ from spectree's own Flask plugin, on purpose:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from typing import Annotated, Any, Literal
@@ -33,6 +34,7 @@ from .inputs import json_body, shown
 
 __all__ = [
     "ADMIN",
+    "KNOBS",
     "TOKEN",
     "ControlChange",
     "ControlView",
@@ -40,16 +42,27 @@ __all__ = [
     "Health",
     "KnobChanges",
     "Open",
+    "Query",
+    "ServiceApi",
     "responses",
     "service_api",
     "validation_message",
+    "with_knobs",
 ]
 
 # Security requirements a route names in ``api.validate(security=...)``.
 ADMIN = {"admin": []}
 TOKEN = {"token": []}
+# Where an app keeps its Knobs, for the document's PUT /control body.
+KNOBS = "scalelab_knobs"
 # Statuses any route may answer, whatever it does: a foreign Host or a cross-site write (403).
 COMMON_ERRORS = (403,)
+
+
+class Query(BaseModel):
+    """Query parameters: an unknown one is a 400 (a typo such as ``?keyy=`` would silently read the default)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class Open(BaseModel):
@@ -107,10 +120,25 @@ class KnobChanges(RootModel[dict[str, KnobValue]]):
     model_config = ConfigDict(json_schema_extra={"minProperties": 1})
 
 
+def with_knobs(spec: dict[str, Any], knobs: Any) -> dict[str, Any]:
+    """Return ``spec`` with the ``PUT /control`` body naming this instance's knobs as they are now.
+
+    A copy: one process may build several apps of a service (the tests do), each with its own knobs,
+    and a pool's weight knobs come and go with its backends.
+    """
+    if knobs is None:
+        return spec
+    doc = copy.deepcopy(spec)
+    doc["components"]["schemas"][KnobChanges.__name__] = knobs.json_schema()
+    return doc
+
+
 def validation_message(error: ValidationError, where: str) -> str:
     """Return a one-line message naming the first field a request got wrong and what it takes."""
     first = error.errors(include_url=False)[0]
     field = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden":  # most often a typo: say so rather than read the default
+        return f"unknown {where} {field!r}; check its spelling against /openapi.json"
     got = "" if first["type"] == "missing" else f", not {shown(first.get('input'))}"
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
     subject = f"{where} {field!r}" if field else f"the {where.split()[0]}"
@@ -123,7 +151,12 @@ class KitFlaskPlugin(FlaskPlugin):
     def register_route(self, app: Flask) -> None:
         # Only the document: the HTML pages spectree could add load their scripts from a CDN.
         spec = self.spectree
-        app.add_url_rule("/openapi.json", "openapi_json", lambda: jsonify(spec.spec), methods=["GET"])
+        app.add_url_rule(
+            "/openapi.json",
+            "openapi_json",
+            lambda: jsonify(with_knobs(spec.spec, app.extensions.get(KNOBS))),
+            methods=["GET"],
+        )
 
     def request_validation(self, req: Any, query: Any, json: Any, form: Any, headers: Any, cookies: Any) -> None:
         adapter = self.model_adapter
@@ -153,7 +186,44 @@ def _header_key(name: str, header: str, description: str) -> SecurityScheme:
     )
 
 
-def service_api(service: str, description: str, backend: type[Any] | None = None) -> SpecTree:
+class ServiceApi(SpecTree):
+    """A spectree document with OpenAPI links: what one answer gives that another route takes.
+
+    Links let a client, and Schemathesis's stateful tests, follow e.g. ``POST /task`` to the
+    ``GET /task/{task_id}`` of the task it made.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._links: list[tuple[str, str, int, str, str, dict[str, str]]] = []
+        self._linked = False
+
+    def link(self, source: str, status: int, target: str, **parameters: str) -> None:
+        """Document that a ``status`` answer of ``source`` ("POST /task") feeds ``target`` ("GET /task/{task_id}").
+
+        ``parameters`` map the target's parameters to runtime expressions, e.g.
+        ``task_id="$response.body#/task_id"``.
+        """
+        (method, path), (target_method, target_path) = source.split(" ", 1), target.split(" ", 1)
+        self._links.append((method.lower(), path, status, target_method.lower(), target_path, parameters))
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        spec = super().spec
+        if not self._linked:
+            paths = spec["paths"]
+            for method, path, status, target_method, target_path, parameters in self._links:
+                response = paths[path][method]["responses"][str(status)]
+                name = f"{target_method.upper()} {target_path}"
+                response.setdefault("links", {})[name] = {
+                    "operationId": paths[target_path][target_method]["operationId"],
+                    "parameters": parameters,
+                }
+            self._linked = True
+        return spec
+
+
+def service_api(service: str, description: str, backend: type[Any] | None = None) -> ServiceApi:
     """Return the API description of ``service``: decorate its routes with ``.validate`` and pass it to the app.
 
     ``backend`` is the spectree plugin for the service's framework (default: Flask, with the kit's rules).
@@ -162,7 +232,7 @@ def service_api(service: str, description: str, backend: type[Any] | None = None
         version = metadata.version("scalelab")
     except metadata.PackageNotFoundError:  # run from a source tree that was never installed
         version = "0"
-    return SpecTree(
+    return ServiceApi(
         backend=backend or KitFlaskPlugin,
         mode="strict",
         naming_strategy=lambda model: model.__name__,  # readable names; each service's models have unique ones

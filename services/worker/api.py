@@ -29,3 +29,4 @@ SUBMIT = {
     "tags": ["tasks"],
 }
 TASK = {"resp": responses((503,), HTTP_200=Task, HTTP_404=TaskNotFound), "tags": ["tasks"]}
+api.link("POST /task", 202, "GET /task/{task_id}", task_id="$response.body#/task_id")

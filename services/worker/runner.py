@@ -127,11 +127,12 @@ class TaskRunner:
         for index, thread in enumerate(self._threads):
             if thread.is_alive() or self._stop.is_set():
                 continue
+            log.error("runner thread %s died; starting a new one", thread.name)
+            self._threads[index] = self._spawn(self._guarded_loop, thread.name)
+            # Counted once the new thread runs: a reader who sees the restart sees the pool full again.
             self.restarts.inc()
             self._restart_count += 1
             self._last_restart = (self._clock(), thread.name)
-            log.error("runner thread %s died; starting a new one", thread.name)
-            self._threads[index] = self._spawn(self._guarded_loop, thread.name)
             replaced += 1
         return replaced
 

@@ -195,7 +195,7 @@ def test_wrong_method_is_405_json_with_allow(client):
     assert_json_error(response, 405)
     assert "POST" in response.headers["Allow"]
     # /cache/stats and /cache/flush are those routes for every method: their keys go in the query.
-    assert client.get("/cache/flush").headers["Allow"] == "OPTIONS, POST"
+    assert set(client.get("/cache/flush").headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
     assert_json_error(client.post("/cache/stats", json={"value": 1}), 405)
     assert client.post("/cache?key=stats", json={"value": 1}).status_code == 201
     assert client.get("/cache?key=stats").get_json()["value"] == 1

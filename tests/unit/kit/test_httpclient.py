@@ -65,10 +65,14 @@ class RawServer(InThread):
         super().__init__(server)
 
     def poke(self, data: bytes) -> int:
-        """Send ``data`` on every connection that has answered a request; return how many."""
+        """Send ``data`` on every connection that has answered a request; return how many.
+
+        A connection the client has just closed may still be listed: writing to it fails, as it may.
+        """
         handlers = list(self.open.values())
         for handler in handlers:
-            handler.wfile.write(data)
+            with contextlib.suppress(ConnectionError):
+                handler.wfile.write(data)
         return len(handlers)
 
     def connection_of(self) -> list[int]:
