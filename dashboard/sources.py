@@ -19,6 +19,7 @@ import requests
 
 from scalelab import catalog
 from scalelab.catalog import service_of
+from scalelab.generate.scrape import LAB_JOB
 from scalelab.orchestrators.base import InstanceInfo
 from scalelab.stack import ServiceError, StackClient
 
@@ -38,6 +39,11 @@ ENTRY = catalog.entry().name
 PROXIED = f'service="{ENTRY}",route="proxy"'
 # Every pool with its balanced service, in the order a request travels (the entry's pool first).
 POOLS: list[tuple[catalog.Service, catalog.Pool]] = list(reversed(list(catalog.pool_holders())))
+
+
+# Keys of what each instance costs, the instance's name following: CPU % of one core, resident memory in bytes.
+CPU_PREFIX = "cpu."
+MEMORY_PREFIX = "memory."
 
 
 def split_prefix(pool: catalog.Pool) -> str:
@@ -92,6 +98,9 @@ QUERIES: dict[str, str] = {
     ),
     "db.qps": _rate("scalelab_db_queries_total"),
     "worker.queue": "sum(scalelab_tasks_queue_depth)",
+    # What each instance costs (keys end in "." and take its instance label): CPU % of one core, resident bytes.
+    CPU_PREFIX: f'sum by (instance) (irate(process_cpu_seconds_total{{job="{LAB_JOB}"}}[3s])) * 100',
+    MEMORY_PREFIX: f'sum by (instance) (process_resident_memory_bytes{{job="{LAB_JOB}"}})',
 }
 
 
@@ -137,7 +146,8 @@ class PrometheusSource:
             key = series["metric"].get(KEY_LABEL, "")
             if value is None or not key:
                 continue
-            values[key + (series["metric"].get("backend", "") if key.endswith(".") else "")] = value
+            suffix = series["metric"].get("backend") or series["metric"].get("instance", "")
+            values[key + (suffix if key.endswith(".") else "")] = value
         return values
 
 
@@ -223,6 +233,9 @@ class DirectSource:
         ]
         if queues:
             values["worker.queue"] = sum(queues)
+        for instance, metrics in current.items():
+            if _has(metrics, "process_resident_memory_bytes"):
+                values[MEMORY_PREFIX + instance] = _total(metrics, "process_resident_memory_bytes")
         if previous is None:
             return values
         elapsed = max(now - previous[0], 1e-3)
@@ -269,4 +282,10 @@ class DirectSource:
         if lookups > 0:
             values["cache.hit_ratio"] = rate("scalelab_gateway_cache_lookups_total", result="hit") / lookups
         values["db.qps"] = rate("scalelab_db_queries_total")
+        for instance, metrics in current.items():
+            if instance in previous[1] and _has(metrics, "process_cpu_seconds_total"):
+                spent = _total(metrics, "process_cpu_seconds_total") - _total(
+                    previous[1][instance], "process_cpu_seconds_total"
+                )
+                values[CPU_PREFIX + instance] = max(spent, 0.0) / elapsed * 100
         return values

@@ -13,7 +13,7 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 
 from dashboard.lab import INSTANCE_ACTIONS, Lab
-from dashboard.sources import POOLS, split_prefix
+from dashboard.sources import CPU_PREFIX, MEMORY_PREFIX, POOLS, split_prefix
 from scalelab import catalog
 from scalelab.stack import Tile
 
@@ -80,11 +80,16 @@ def tile_card(tile: Tile) -> html.Div:
 
 
 def tile_detail(tile: Tile, rates: dict[str, float]) -> str:
-    """Return the line under a tile: the requests/s its pool sends it, its in-flight requests, its own note."""
+    """Return the line under a tile: its requests/s and in-flight requests, what it costs, its own note."""
     parts = []
     rate = rates.get(SPLITS[tile.service] + tile.name) if tile.service in SPLITS else None
     if rate is not None:
         parts.append(f"{rate:.0f} req/s")
+    cpu, memory = rates.get(CPU_PREFIX + tile.name), rates.get(MEMORY_PREFIX + tile.name)
+    if cpu is not None:
+        parts.append(f"{cpu:.0f}% CPU")
+    if memory is not None:
+        parts.append(f"{memory / 2**20:.0f} MB")
     if tile.in_flight is not None:
         parts.append(f"{tile.in_flight} in flight")
     if tile.detail:

@@ -176,6 +176,13 @@ def overview() -> dict[str, Any]:
     layout.add(timeseries(
         "Tasks finished per second", "Completed and failed tasks.",
         [("status:scalelab_tasks:rate10s", "{{status}}")], "ops", stack=True), width=6)  # fmt: skip
+    layout.row("Resources")
+    layout.add(timeseries(
+        "CPU per instance", "Cores each instance keeps busy (1: one core all the time); one machine's share its cores.",
+        [("instance:process_cpu_seconds:rate10s", "{{instance}}")], "short"), width=12)  # fmt: skip
+    layout.add(timeseries(
+        "Resident memory per instance", "Memory each instance holds; it should stay flat under steady load.",
+        [("instance:process_resident_memory_bytes:sum", "{{instance}}")], "bytes"), width=12)  # fmt: skip
     layout.row("Knobs")
     layout.add(state_timeline(
         "Cache switch per gateway", "The gateways' cache_enabled knob.",

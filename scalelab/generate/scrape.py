@@ -37,6 +37,10 @@ def targets(instances: Iterable[tuple[str, str, str]]) -> list[dict[str, Any]]:
     ]
 
 
+# The job every lab process is scraped under (the page's queries select it).
+LAB_JOB = "scalelab"
+
+
 def prometheus_config(self_address: str) -> dict[str, Any]:
     """Return prometheus.yml as a dict; ``self_address`` is where Prometheus scrapes itself."""
     return {
@@ -48,7 +52,7 @@ def prometheus_config(self_address: str) -> dict[str, Any]:
         "rule_files": list(RULE_FILES),
         "scrape_configs": [
             {
-                "job_name": "scalelab",
+                "job_name": LAB_JOB,
                 "file_sd_configs": [{"files": [TARGETS_FILE], "refresh_interval": "2s"}],
             },
             {

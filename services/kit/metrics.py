@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from flask import Flask, g, request
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 __all__ = [
@@ -47,6 +47,8 @@ class HttpMetrics:
     """Request count, duration and in-flight gauge for one service, labelled by route (never by raw path)."""
 
     def __init__(self, service: str, instance: str, registry: CollectorRegistry) -> None:
+        # What this instance costs: process_cpu_seconds_total, process_resident_memory_bytes, open files.
+        ProcessCollector(registry=registry)
         self.requests = Counter(
             "scalelab_http_requests", "HTTP requests served, by route, method and status.",
             ["route", "method", "status"], registry=registry,

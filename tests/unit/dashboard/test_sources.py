@@ -83,6 +83,8 @@ def test_queries_cover_every_series_the_charts_draw():
         "cache.hit_ratio",
         "db.qps",
         "worker.queue",
+        "cpu.",
+        "memory.",
     }
 
 
@@ -268,7 +270,10 @@ class Stack:
             "GET",
             "/metrics",
             "# HELP scalelab_tasks_queue_depth Tasks waiting.\n# TYPE scalelab_tasks_queue_depth gauge\n"
-            f"scalelab_tasks_queue_depth {3 + 4 * n}\n",
+            f"scalelab_tasks_queue_depth {3 + 4 * n}\n"
+            # What the instance costs, as prometheus-client's process collector exports it.
+            f"# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {1.5 + 0.4 * n}\n"
+            f"# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {50 * 2**20 + n * 2**20}\n",
         )
         self.servers["loadgen"].text(
             "GET",
@@ -295,7 +300,7 @@ def stack(serve: Callable[[], CannedServer]) -> Stack:
 def test_direct_first_read_has_only_gauges(stack: Stack, client: StackClient, clock: FakeClock):
     stack.publish(0)
     source = DirectSource(client, lambda: stack.loadgen, clock=clock)
-    assert source.read(stack.instances) == {"worker.queue": 3.0}
+    assert source.read(stack.instances) == {"worker.queue": 3.0, "memory.worker": 50 * 2**20}
 
 
 def test_direct_second_read_gives_rates_over_the_elapsed_time(stack: Stack, client: StackClient, clock: FakeClock):
@@ -320,6 +325,8 @@ def test_direct_second_read_gives_rates_over_the_elapsed_time(stack: Stack, clie
             "cache.hit_ratio": 120 / 160,
             "db.qps": 30 / 2,
             "worker.queue": 7.0,
+            "cpu.worker": 0.4 / 2 * 100,  # percent of one core
+            "memory.worker": 51 * 2**20,
         }
     )
 

@@ -121,3 +121,10 @@ def test_each_interval_tiles_show_their_state_figures_and_the_buttons_that_make_
     assert [shown("tile-state", n, "color") for n in names] == ["success", "danger", "secondary"]
     assert shown("tile-detail", "gateway-1", "children") == "1 in flight"
     assert [shown("instance-action", n, "disabled", action=a) for n, a in presses] == [False, True, False, True]
+
+
+def test_each_tile_shows_what_its_instance_costs():
+    rates = {"split.gateways.gateway-1": 12.0, "cpu.gateway-1": 37.4, "memory.gateway-1": 61.2 * 2**20}
+    rates["cpu.cache"] = 3.0
+    assert topology.tile_detail(tile("gateway-1"), rates) == "12 req/s · 37% CPU · 61 MB"
+    assert topology.tile_detail(tile("cache"), rates) == "3% CPU"  # memory not read yet
