@@ -229,6 +229,9 @@ SERVICES: tuple[Service, ...] = (
             Knob("service_time_ms", "number", 10.0, "Microservice service time", "ms", 0, 60_000, 10, on_page=False),
             _latency("its extra latency", 0.0, 10, per_instance=True),
             _error_rate("its error rate", per_instance=True),
+            # sleep: capacity from threads that wait; cpu: from cores, so an instance added helps until they run out.
+            Knob("work", "choice", "sleep", "Microservice work", choices=("sleep", "cpu", "both")),
+            Knob("cpu_work_ms", "number", 5.0, "Microservice CPU work per call", "ms", 0, 10_000, 1, on_page=False),
         ),
     ),
     Service(

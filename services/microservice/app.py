@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
+import time
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from prometheus_client import CollectorRegistry, Counter
 
-from ..kit import ApiError, Knob, Knobs, create_service_app, load_config
+from ..kit import ApiError, ConfigError, Knob, Knobs, create_service_app, load_config
 from ..kit.deadline import DEADLINE_HEADER, NO_BUDGET, Deadline
 from .api import PROCESS, api
 from .config import MicroserviceConfig
 
 bp = Blueprint("microservice", __name__)
+WORK_MODES = ("sleep", "cpu", "both")
+# Hashes per look at the clock: about 0.1 ms of CPU, so a call overshoots its work by no more than that.
+HASHES_PER_SLICE = 64
+
+
+def compute(cpu_seconds: float, deadline: Deadline, instance: str) -> int:
+    """Spend ``cpu_seconds`` of this thread's CPU time hashing; return the hashes made.
+
+    Counted in CPU time, not wall time: when instances share too few cores the call takes longer,
+    which is what the lab shows. Python holds its GIL while it hashes a short input, so one
+    instance computes on one core at most, however many threads it runs.
+    """
+    end = time.thread_time() + cpu_seconds
+    digest, hashes = instance.encode(), 0
+    while time.thread_time() < end:
+        for _ in range(HASHES_PER_SLICE):
+            digest = hashlib.sha256(digest).digest()
+        hashes += HASHES_PER_SLICE
+        if deadline.expired():
+            raise deadline.exceeded(f"{instance}'s CPU work ({cpu_seconds * 1000:g} ms)")
+    return hashes
 
 
 @bp.route("/process", methods=["GET", "POST"])
@@ -21,9 +44,12 @@ bp = Blueprint("microservice", __name__)
 def process():
     config: MicroserviceConfig = current_app.extensions["config"]
     knobs: Knobs = current_app.extensions["knobs"]
-    delay_ms = knobs["service_time_ms"] + knobs["extra_latency_ms"]
+    work = knobs["work"]
     # The calling gateway's deadline ends the work: past it, nobody waits for the answer.
     deadline = Deadline.from_header(request.headers.get(DEADLINE_HEADER), NO_BUDGET)
+    if work in ("cpu", "both"):
+        compute(knobs["cpu_work_ms"] / 1000, deadline, config.instance)
+    delay_ms = (knobs["service_time_ms"] if work in ("sleep", "both") else 0.0) + knobs["extra_latency_ms"]
     deadline.wait(delay_ms / 1000, f"{config.instance}'s service time ({delay_ms:g} ms)")
     if current_app.extensions["rng"].random() < knobs["error_rate"]:
         current_app.extensions["injected_errors"].inc()
@@ -40,12 +66,16 @@ def process():
 def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegistry | None = None) -> Flask:
     """Build a microservice instance from the environment (``overrides`` win, for tests)."""
     config = load_config(MicroserviceConfig, overrides)
+    if config.work not in WORK_MODES:
+        raise ConfigError(f"MICROSERVICE_WORK must be one of {', '.join(WORK_MODES)}, not {config.work!r}")
     registry = registry or CollectorRegistry()
     knobs = Knobs(
         [
             Knob("service_time_ms", float(config.service_time_ms), "Base time per /process call (ms).", 0, 60_000),
             Knob("extra_latency_ms", 0.0, "Injected extra latency per call (ms).", 0, 60_000),
             Knob("error_rate", float(config.error_rate), "Share of calls failing with 503.", 0, 1),
+            Knob("work", config.work, "What a call does: sleep, cpu or both.", choices=WORK_MODES),
+            Knob("cpu_work_ms", float(config.cpu_work_ms), "CPU time a call computes for (ms).", 0, 10_000),
         ],
         registry,
     )

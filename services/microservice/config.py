@@ -15,3 +15,12 @@ class MicroserviceConfig(ServiceSettings):
     service_id: str = setting("1", "MICROSERVICE_ID", "The id /process reports as service_id.")
     service_time_ms: float = setting(10.0, "MICROSERVICE_SERVICE_TIME_MS", "Time one /process call takes (ms).")
     error_rate: float = setting(0.0, "MICROSERVICE_ERROR_RATE", "Share of calls failing with 503 (0..1).")
+    work: str = setting(
+        "sleep",
+        "MICROSERVICE_WORK",
+        "What a /process call does: sleep (waits its service time), cpu (computes for cpu_work_ms of CPU time, "
+        "holding one core) or both.",
+    )
+    cpu_work_ms: float = setting(
+        5.0, "MICROSERVICE_CPU_WORK_MS", "CPU time one /process call computes for, when work is cpu or both (ms)."
+    )

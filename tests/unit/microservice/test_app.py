@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from services.kit.config import ConfigError
 from services.microservice.app import create_app
 
 ADMIN = {"X-Admin-Token": "t"}
@@ -70,7 +71,10 @@ def test_knobs_listing(client):
         "service_time_ms": 0.0,
         "extra_latency_ms": 0.0,
         "error_rate": 0.0,
+        "work": "sleep",
+        "cpu_work_ms": 5.0,
     }
+    assert knobs["work"]["choices"] == ["sleep", "cpu", "both"]
     assert knobs["error_rate"]["min"] == 0 and knobs["error_rate"]["max"] == 1
 
 
@@ -127,3 +131,28 @@ def test_a_deadline_with_time_to_spare_changes_nothing_and_a_bad_one_is_a_400(ma
     assert client.get("/process", headers={"X-Request-Deadline": f"{time.time() + 5:.3f}"}).status_code == 200
     response = client.get("/process", headers={"X-Request-Deadline": "tomorrow"})
     assert response.status_code == 400 and "X-Request-Deadline" in response.get_json()["error"]
+
+
+def test_cpu_work_costs_the_calls_cpu_time_and_sleep_costs_none(make_client):
+    client = make_client(work="cpu", cpu_work_ms=30, service_time_ms=500)
+    started, cpu = time.monotonic(), time.thread_time()
+    assert client.get("/process").status_code == 200
+    assert time.thread_time() - cpu >= 0.03  # computed on this (the test client's) thread
+    assert time.monotonic() - started < 0.4  # and did not sleep the 500 ms service time
+    client.put("/control", headers=ADMIN, json={"work": "sleep", "service_time_ms": 20})
+    cpu = time.thread_time()
+    assert client.get("/process").status_code == 200
+    assert time.thread_time() - cpu < 0.015
+
+
+def test_cpu_work_stops_at_the_callers_deadline(make_client):
+    client = make_client(work="both", cpu_work_ms=5000)
+    started = time.monotonic()
+    response = client.get("/process", headers={"X-Request-Deadline": f"{time.time() + 0.2:.3f}"})
+    assert response.status_code == 504 and "CPU work" in response.get_json()["error"]
+    assert time.monotonic() - started < 0.6
+
+
+def test_an_unknown_work_mode_stops_it_at_start_up(make_client):
+    with pytest.raises(ConfigError, match="MICROSERVICE_WORK"):
+        make_client(work="dance")
