@@ -132,6 +132,9 @@ class Service:
     local: bool = True  # started by `scalelab up` (Grafana runs in containers only)
     controllable: bool = True  # the page offers kill, pause, resume and start for it
     scraped: bool = True  # serves /metrics for the stack's Prometheus job
+    # What one container may use (compose, swarm, Kubernetes): cores and memory. Local processes share the machine.
+    cpus: float | None = None
+    memory_mb: int | None = None
 
     def knob(self, name: str) -> Knob:
         """Return this service's knob ``name``; raise CatalogError naming the known ones."""
@@ -175,6 +178,8 @@ SERVICES: tuple[Service, ...] = (
         config_class="DatabaseConfig",
         port_env="DATABASE_PORT",
         threads=32,  # its requests mostly wait on the simulated latency
+        cpus=0.5,
+        memory_mb=256,
         data_files=_frozen({"DATABASE_PATH": "database.sqlite3"}),
         knobs=(
             _latency("Database latency", 50.0, 5),
@@ -191,6 +196,8 @@ SERVICES: tuple[Service, ...] = (
         config_class="CacheConfig",
         port_env="CACHE_PORT",
         threads=4,  # quick work only, where fewer threads contend less
+        cpus=0.5,
+        memory_mb=256,
         published=True,
         knobs=(
             Knob("default_ttl_seconds", "number", 30.0, "Cache default TTL", "s", 0.001, 86_400, 0.5, on_page=False),
@@ -205,6 +212,8 @@ SERVICES: tuple[Service, ...] = (
         config_class="WorkerConfig",
         port_env="WORKER_PORT",
         threads=8,
+        cpus=0.5,
+        memory_mb=256,
         data_files=_frozen({"WORKER_QUEUE_PATH": "tasks.sqlite3"}),
         published=True,
         knobs=(
@@ -222,6 +231,8 @@ SERVICES: tuple[Service, ...] = (
         port_env="MICROSERVICE_PORT",
         id_env="MICROSERVICE_ID",
         threads=32,  # a /process call mostly waits out its service time
+        cpus=0.5,
+        memory_mb=256,
         scales=True,
         max_instances=16,
         pool=Pool("gateway", "microservices", "/pool/status", "/pool/backends", "GATEWAY_MICROSERVICES"),
@@ -244,6 +255,8 @@ SERVICES: tuple[Service, ...] = (
         port_env="GATEWAY_PORT",
         id_env="GATEWAY_ID",
         threads=32,  # each request waits on the cache, the database or a microservice
+        cpus=1.0,
+        memory_mb=384,
         depends_on=("cache", "database", "worker", "microservice"),
         links=_frozen(
             {"GATEWAY_CACHE_URL": "cache", "GATEWAY_DATABASE_URL": "database", "GATEWAY_WORKER_URL": "worker"}
@@ -267,6 +280,8 @@ SERVICES: tuple[Service, ...] = (
         package="balancer",
         config_class="BalancerConfig",
         port_env="BALANCER_PORT",
+        cpus=1.0,
+        memory_mb=256,
         depends_on=("gateway",),
         entry=True,
         published=True,

@@ -101,6 +101,16 @@ def _depends(svc: catalog.Service) -> dict[str, Any]:
     return {name: {"condition": "service_healthy"} for name in names}
 
 
+def limits(svc: catalog.Service) -> dict[str, Any]:
+    """Return a container's CPU and memory limits from the catalog (none for a service that names none)."""
+    out: dict[str, Any] = {}
+    if svc.cpus is not None:
+        out["cpus"] = svc.cpus
+    if svc.memory_mb is not None:
+        out["mem_limit"] = f"{svc.memory_mb}m"
+    return out
+
+
 def _lab_service(name: str, port: int, ports: dict[str, int]) -> dict[str, Any]:
     svc = catalog.service(service_of(name))
     env = instance_env(name, port, ports, SECRETS, CONTAINER_DATA, host=container_host)
@@ -112,6 +122,7 @@ def _lab_service(name: str, port: int, ports: dict[str, int]) -> dict[str, Any]:
         "environment": dict(sorted(env.items())),
         "healthcheck": _python_healthcheck(),
     }
+    spec.update(limits(svc))
     if svc.depends_on:
         spec["depends_on"] = _depends(svc)
     if svc.data_files:

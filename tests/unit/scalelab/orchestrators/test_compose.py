@@ -142,3 +142,16 @@ def test_scalelab_secrets_writes_fresh_ones_readable_by_the_owner_only(tmp_path:
     assert again.read_text() != target.read_text()  # every run makes its own
     assert cli(["secrets", "--env-file", str(target)]) == 1  # never replaced by accident
     assert "scalelab secrets --force" in capsys.readouterr().err
+
+
+def test_every_lab_container_has_the_catalogs_cpu_and_memory_limits() -> None:
+    from scalelab import catalog
+    from scalelab.catalog import service_of
+
+    services = _compose()["services"]
+    for name, spec in services.items():
+        if service_of(name) not in {svc.name for svc in catalog.lab_services()}:
+            continue
+        svc = catalog.service(service_of(name))
+        assert spec["cpus"] == svc.cpus and spec["mem_limit"] == f"{svc.memory_mb}m", name
+    assert services["microservice-2"]["cpus"] == 0.5  # one microservice: half a core
