@@ -29,6 +29,8 @@ from scalelab.experiments.checks import METRICS, CheckResult
 from scalelab.experiments.outcome import VariantOutcome
 from scalelab.experiments.records import Record, write_csv
 from scalelab.experiments.spec import Experiment
+from scalelab.experiments.usl import UslFit
+from scalelab.experiments.usl import fit as fit_usl
 
 __all__ = ["PLOTS", "list_results", "write_report"]
 
@@ -41,6 +43,7 @@ PLOTS = {
     "timeline": "timeline.png",
     "variants": "variants.png",
     "failover": "failover.png",
+    "scaling_law": "scaling_law.png",
 }
 DPI = 100
 MAX_CACHE_KEYS = 20
@@ -302,6 +305,62 @@ def plot_failover(outcomes: Sequence[VariantOutcome], path: Path) -> Path | None
     return _save(figure, path)
 
 
+def scaling_law(experiment: Experiment, outcomes: Sequence[VariantOutcome]) -> tuple[UslFit | None, str]:
+    """Return the Universal Scalability Law fitted to the experiment's ``scaling_law`` metric, or why there is none."""
+    if experiment.scaling_law is None:
+        return None, ""
+    instances = {variant.name: variant.instances for variant in experiment.variants}
+    points = [
+        (instances[outcome.name], outcome.metrics.get(experiment.scaling_law) or 0.0)
+        for outcome in outcomes
+        if instances.get(outcome.name) is not None
+    ]
+    try:
+        return fit_usl(points), ""
+    except ValueError as exc:
+        return None, f"no scaling-law fit: {exc}"
+
+
+def describe_fit(result: UslFit) -> dict[str, Any]:
+    """Return the fit for summary.json and the report: coefficients, peak, knee and each point beside the law."""
+    return {
+        "lambda": result.lam,
+        "sigma": result.sigma,
+        "kappa": result.kappa,
+        "peak_instances": result.peak_instances,
+        "peak_throughput": result.peak_throughput,
+        "knee": result.knee,
+        "largest_gap": result.residual(),
+        "points": [{"instances": n, "measured": x, "predicted": result.predict(n)} for n, x in result.points],
+    }
+
+
+def plot_scaling_law(result: UslFit, metric: str, path: Path) -> Path:
+    """Draw the measured points and the fitted law, with its peak and knee marked."""
+    figure = _figure()
+    axes = figure.subplots()
+    largest = max(n for n, _ in result.points)
+    reach = (
+        largest + 2 if math.isinf(result.peak_instances) else max(largest + 2, math.ceil(result.peak_instances * 1.3))
+    )
+    xs = [1 + step * (min(reach, 64) - 1) / 200 for step in range(201)]
+    axes.plot(xs, [result.predict(x) for x in xs], color=COLORS[0], label="Universal Scalability Law (fitted)")
+    axes.plot(xs, [result.lam * x for x in xs], color=COLORS[7], linestyle=":", label="linear (no contention)")
+    axes.scatter([n for n, _ in result.points], [x for _, x in result.points], color=COLORS[1], zorder=3,
+                 label="measured")  # fmt: skip
+    axes.axvline(result.knee, color=COLORS[2], linestyle="--", label=f"knee ({result.knee})")
+    if not math.isinf(result.peak_instances) and result.peak_instances <= xs[-1]:
+        axes.axvline(
+            result.peak_instances, color=COLORS[3], linestyle="--", label=f"peak ({result.peak_instances:.1f})"
+        )
+    axes.set_ylim(0, max(x for _, x in result.points) * 1.6)
+    axes.set_xlabel("instances")
+    axes.set_ylabel(metric)
+    axes.set_title(f"Scaling law: sigma {result.sigma:.3f} (contention), kappa {result.kappa:.4f} (coherency)")
+    axes.legend(fontsize=8)
+    return _save(figure, path)
+
+
 def draw_plots(outcomes: Sequence[VariantOutcome], directory: Path) -> dict[str, Path]:
     """Draw every plot that the data allows into ``directory``; return them by kind."""
     drawn: dict[str, Path | None] = {
@@ -430,6 +489,10 @@ def write_report(
     directory.mkdir(parents=True, exist_ok=True)
     write_csv(directory / "requests.csv", [record for outcome in outcomes for record in outcome.records])
     plots = draw_plots(outcomes, directory)
+    fitted, no_fit = scaling_law(experiment, outcomes)
+    if fitted is not None:
+        plots["scaling_law"] = plot_scaling_law(fitted, str(experiment.scaling_law), directory / PLOTS["scaling_law"])
+    notes = [*notes, no_fit] if no_fit else list(notes)
     passed = all(check.passed for check in checks)
     summary: dict[str, Any] = {
         "experiment": experiment.name,
@@ -448,6 +511,7 @@ def write_report(
         "variants": [outcome.to_dict() for outcome in outcomes],
         # What each variant was expected to show, beside what it measured (fault-matrix and the like).
         "expected": {variant.name: variant.expect for variant in experiment.variants if variant.expect},
+        "scaling_law": None if fitted is None else {"metric": experiment.scaling_law, **describe_fit(fitted)},
         "config": experiment.raw,
         "files": {
             "report": "report.html",

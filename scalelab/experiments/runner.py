@@ -167,6 +167,12 @@ def run_experiment(
     executor = Executor(stack, undo) if stack is not None and undo is not None else None
     outcomes: list[VariantOutcome] = []
     notes: list[str] = []
+    if experiment.scaling_law and stack is not None and not stack.orchestrator.limits_instances:
+        notes.append(
+            f"Local mode: every instance is a process on this machine and they all share its {os.cpu_count()} "
+            "cores, with no limit each. Instances added past the cores add no capacity: the fit shows the "
+            "machine, not the service. The compose stack gives each instance its own share (docker-compose.yml)."
+        )
     try:
         with tempfile.TemporaryDirectory(prefix="scalelab-experiment-") as work:
             for index, variant in enumerate(experiment.variants):

@@ -19,6 +19,7 @@ import yaml
 
 from scalelab import catalog
 from scalelab.experiments.checks import METRICS, SHARE_PREFIX
+from scalelab.experiments.usl import MIN_POINTS
 from scalelab.load import mix as load_mix
 
 __all__ = [
@@ -41,6 +42,8 @@ BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 ENDPOINTS = load_mix.ENDPOINTS
 # Instance actions go through the orchestrator; ``set`` goes to the instances' PUT /control.
 VERBS = ("kill", "start", "pause", "resume", "add", "remove", "set")
+# Measured values a scaling law can be fitted to: throughputs.
+FITTED_METRICS = ("throughput_rps",)
 # Bounds that keep a mistyped file from becoming a denial of service on the lab machine.
 MAX_USERS = 200
 MAX_REQUESTS = 100_000
@@ -105,6 +108,7 @@ class Variant:
     setup: tuple[Action, ...] = ()
     timeline: tuple[Action, ...] = ()  # replaces the experiment's timeline for this variant
     expect: str = ""  # the outcome expected, in words, written beside the measured one in the report
+    instances: int | None = None  # instances of the scaled service it runs, for a scaling-law fit
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,7 @@ class Experiment:
     notes: str = ""
     source: str = ""  # the file it came from
     raw: dict[str, Any] = field(default_factory=dict)  # the document after overrides, for the report
+    scaling_law: str | None = None  # a metric to fit the Universal Scalability Law to, over the variants' instances
 
 
 # ---------------------------------------------------------------------------- loading
@@ -356,7 +361,7 @@ class _Reader:
 
     # ------------------------------------------------------------------------ sections
     def experiment(self, document: dict[str, Any], source: str) -> Experiment:
-        known = ("name", "description", "notes", "load", "setup", "variants", "timeline", "checks")
+        known = ("name", "description", "notes", "load", "setup", "variants", "timeline", "checks", "scaling_law")
         self.mapping(document, "", known)
         if "load" not in document:
             raise self.fail("load", "missing: say how much load to send (requests or duration, users)")
@@ -366,6 +371,7 @@ class _Reader:
         variants = self.variants(document.get("variants", []), load.duration)
         timeline = self.actions(document.get("timeline", []), "timeline", timed=True, until=load.duration)
         checks = self.checks(document.get("checks", []), [variant.name for variant in variants])
+        scaling_law = self.scaling_law(document.get("scaling_law"), variants)
         notes = document.get("notes", "") or ""
         if not isinstance(notes, str):
             raise self.fail("notes", f"must be text, not {_show(notes)}")
@@ -383,7 +389,24 @@ class _Reader:
             notes=notes.strip(),
             source=source,
             raw=document,
+            scaling_law=scaling_law,
         )
+
+    def scaling_law(self, value: Any, variants: tuple[Variant, ...]) -> str | None:
+        if value is None:
+            return None
+        if value not in FITTED_METRICS:
+            raise self.fail("scaling_law", f"fits one of {', '.join(FITTED_METRICS)}, not {_show(value)}")
+        missing = [variant.name for variant in variants if variant.instances is None]
+        if missing:
+            raise self.fail("scaling_law", f"every variant needs its instances (e.g. instances: 2); not {missing}")
+        counts = {variant.instances for variant in variants}
+        if len(counts) < MIN_POINTS or 1 not in counts:
+            raise self.fail(
+                "scaling_law",
+                f"needs variants at {MIN_POINTS} or more instance counts, one of them 1; not {sorted(counts)}",
+            )
+        return value
 
     def load(self, value: Any) -> LoadProfile:
         known = (
@@ -478,7 +501,7 @@ class _Reader:
         variants = []
         for index, item in enumerate(value):
             where = f"variants[{index}]"
-            raw = self.mapping(item, where, ("name", "setup", "timeline", "expect"))
+            raw = self.mapping(item, where, ("name", "setup", "timeline", "expect", "instances"))
             name = self.text(raw.get("name"), f"{where}.name")
             if name in [variant.name for variant in variants]:
                 raise self.fail(f"{where}.name", f"{name!r} is used twice")
@@ -491,6 +514,7 @@ class _Reader:
                     self.actions(raw.get("setup", []), f"{where}.setup", False),
                     self.actions(raw.get("timeline", []), f"{where}.timeline", timed=True, until=until),
                     " ".join(expect.split()),
+                    self.number(raw["instances"], f"{where}.instances", 1, 64, True) if "instances" in raw else None,
                 )
             )
         return tuple(variants)

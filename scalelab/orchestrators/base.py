@@ -57,6 +57,8 @@ class Orchestrator(abc.ABC):
     where: str = ""
     #: Where experiments against this stack write their reports unless told otherwise.
     results_dir: Path | None = None
+    #: Whether each instance gets the catalog's CPU and memory limits (containers) rather than sharing the machine.
+    limits_instances: bool = False
 
     @abc.abstractmethod
     def instances(self) -> list[InstanceInfo]:

@@ -62,6 +62,8 @@ def docker_stack_running(project: str = PROJECT) -> bool:
 class DockerOrchestrator(Orchestrator):
     """The compose project's containers, by compose service name (= instance name)."""
 
+    limits_instances = True  # docker-compose.yml gives each container the catalog's cpus and mem_limit
+
     def __init__(self, client: Any = None, project: str = PROJECT, in_network: bool = False) -> None:
         """Control ``project``'s containers; ``in_network``: the caller runs inside the compose network."""
         self.client = client or _client()

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import ensure_resource_availability
 
 from scalelab import catalog
 
@@ -87,10 +88,20 @@ def test_linked_calls_keep_their_promises(fuzz_stack: Stack, instance: str) -> N
     schema = _document(fuzz_stack, instance)
     token = fuzz_stack.token()
 
+    # A cache may drop an entry at any moment (its TTL, which may be a millisecond, or eviction):
+    # "a stored key answers 404 soon after" is its contract, not a fault.
+    excluded = [ensure_resource_availability] if instance == "cache" else []
+
     class Chained(schema.as_state_machine()):  # type: ignore[misc]
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
             secured = case.operation.definition.raw.get("security") == TOKEN_SECURITY
             return {"headers": {"Authorization": token} if secured else {}, "timeout": REQUEST_TIMEOUT}
+
+        def validate_response(self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any) -> None:
+            case.validate_response(
+                response, additional_checks=additional_checks, excluded_checks=excluded,
+                transport_kwargs=kwargs or None, recorder=getattr(self, "recorder", None),
+            )  # fmt: skip
 
     Chained.run(
         settings=settings(

@@ -234,3 +234,30 @@ def test_action_labels_and_errors_are_escaped(tmp_path: Path) -> None:
     assert f"<td>kill {ESCAPED}</td>" in html  # the action, in the failover and the actions tables
     assert f'<span class="fail">refused: {ESCAPED}</span>' in html
     assert f"<td>{ESCAPED}</td></tr>" in html  # the failover event's note
+
+
+def test_a_scaling_experiment_reports_the_law_fitted_to_its_throughput(tmp_path: Path) -> None:
+    experiment = load("scaling-cpu")
+    outcomes = []
+    for variant, throughput in zip(experiment.variants, (50.0, 95.0, 120.0, 128.0), strict=True):
+        result = outcome(variant.name, process_records(variant.name, 0.0))
+        result.metrics["throughput_rps"] = throughput
+        outcomes.append(result)
+    summary = write_report(tmp_path, experiment, outcomes, [], "http://127.0.0.1:8000", T0, T0 + 20)
+    law = summary["scaling_law"]
+    assert law["metric"] == "throughput_rps" and law["lambda"] == 50.0
+    assert law["kappa"] > 0 and law["knee"] == 3  # 50, 95, 120: the fourth adds less than 25
+    assert 4 < law["peak_instances"] < 5
+    assert [point["instances"] for point in law["points"]] == [1, 2, 3, 4]
+    assert (tmp_path / PLOTS["scaling_law"]).read_bytes().startswith(PNG_MAGIC)
+    html = (tmp_path / "report.html").read_text()
+    assert "<h2>Scaling law</h2>" in html and "contention" in html
+    assert json.loads((tmp_path / "summary.json").read_text())["scaling_law"]["knee"] == 3
+
+
+def test_a_scaling_experiment_without_enough_points_says_why_it_has_no_fit(tmp_path: Path) -> None:
+    experiment = load("scaling-cpu")
+    outcomes = [outcome(variant.name, process_records(variant.name, 0.0)) for variant in experiment.variants[:2]]
+    summary = write_report(tmp_path, experiment, outcomes, [], "http://127.0.0.1:8000", T0, T0 + 20)
+    assert summary["scaling_law"] is None
+    assert any("no scaling-law fit" in note for note in summary["notes"])

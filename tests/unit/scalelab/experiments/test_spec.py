@@ -22,7 +22,7 @@ from scalelab.experiments.spec import (
 
 BUILTINS = (
     "algorithms", "caching", "failover", "fault-matrix", "load-balancing", "microservice-routing", "scaling",
-    "stampede",
+    "scaling-cpu", "stampede",
 )  # fmt: skip
 # Long on purpose: one row per instance and fault (its own test keeps each row short).
 LONG = ("fault-matrix",)
@@ -368,3 +368,17 @@ def test_bad_overrides_are_named(overrides: dict[str, Any], message: str) -> Non
     with pytest.raises(SpecError) as info:
         load("load-balancing" if "checks" in next(iter(overrides)) else "failover", overrides)
     assert message in str(info.value)
+
+
+def test_a_scaling_law_needs_every_variant_to_say_its_instances_at_three_counts_or_more():
+    base = {"load": {"requests": 10}, "scaling_law": "throughput_rps"}
+    variants = [{"name": f"{n}", "instances": n} for n in (1, 2, 3)]
+    assert parse({**base, "variants": variants}, "x.yaml").scaling_law == "throughput_rps"
+    for bad, message in (
+        ({"variants": variants[:2]}, "3 or more instance counts"),
+        ({"variants": [*variants, {"name": "4"}]}, "needs its instances"),
+        ({"variants": variants, "scaling_law": "p99_ms"}, "fits one of throughput_rps"),
+        ({"variants": [{"name": "0", "instances": 0}, *variants]}, "instances"),
+    ):
+        with pytest.raises(SpecError, match=message):
+            parse({**base, **bad}, "x.yaml")
