@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import threading
 import time
 from typing import Any
 
@@ -21,21 +22,37 @@ WORK_MODES = ("sleep", "cpu", "both")
 HASHES_PER_SLICE = 64
 
 
+# One call computes at a time. Python holds its GIL while it hashes a short input, so an instance
+# computes on one core at most however many threads run; without the lock its 32 request threads
+# would all contend for the GIL, and its health check, waiting its turn among them, would miss
+# its 0.3 s timeout: the pools would take a busy instance for a dead one.
+COMPUTING = threading.Lock()
+
+
 def compute(cpu_seconds: float, deadline: Deadline, instance: str) -> int:
-    """Spend ``cpu_seconds`` of this thread's CPU time hashing; return the hashes made.
+    """Spend ``cpu_seconds`` of this thread's CPU time hashing, one call at a time; return the hashes made.
 
     Counted in CPU time, not wall time: when instances share too few cores the call takes longer,
-    which is what the lab shows. Python holds its GIL while it hashes a short input, so one
-    instance computes on one core at most, however many threads it runs.
+    which is what the lab shows. Raise the deadline's 504 when it comes first, waiting or computing.
     """
+    waiting_for = f"{instance}'s CPU work ({cpu_seconds * 1000:g} ms)"
+    if not COMPUTING.acquire(timeout=min(deadline.remaining(), threading.TIMEOUT_MAX)):
+        raise deadline.exceeded(waiting_for)
+    try:
+        return _hash_for(cpu_seconds, deadline, waiting_for)
+    finally:
+        COMPUTING.release()
+
+
+def _hash_for(cpu_seconds: float, deadline: Deadline, waiting_for: str) -> int:
     end = time.thread_time() + cpu_seconds
-    digest, hashes = instance.encode(), 0
+    digest, hashes = waiting_for.encode(), 0
     while time.thread_time() < end:
         for _ in range(HASHES_PER_SLICE):
             digest = hashlib.sha256(digest).digest()
         hashes += HASHES_PER_SLICE
         if deadline.expired():
-            raise deadline.exceeded(f"{instance}'s CPU work ({cpu_seconds * 1000:g} ms)")
+            raise deadline.exceeded(waiting_for)
     return hashes
 
 
