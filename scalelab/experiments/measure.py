@@ -17,7 +17,16 @@ from scalelab.experiments.timeline import Executed
 from scalelab.failover import DOWN_VERBS, SETTLE_SECONDS, UP_VERBS, PoolWatcher, balanced, holder_of
 from scalelab.stack import ServiceError, StackClient
 
-__all__ = ["FailoverEvent", "counter_deltas", "counters", "failover_events", "failover_metrics"]
+__all__ = [
+    "CPU_PREFIX",
+    "FailoverEvent",
+    "counter_deltas",
+    "counters",
+    "cpu_per_request",
+    "cpu_seconds",
+    "failover_events",
+    "failover_metrics",
+]
 
 
 @dataclass(frozen=True)
@@ -52,18 +61,27 @@ def counters(stack: StackClient) -> dict[str, dict[str, float]] | None:
     None when one of them cannot be read (say, from outside a compose network): a sum over the
     others would look like a measurement and be wrong.
     """
-    readings: dict[str, dict[str, float]] = {name: {} for name in COUNTERS}
     holders = {pool.holder for _service, pool in catalog.pool_holders()}  # the balancer and the gateways
+    read = _totals(stack, holders, tuple(COUNTERS.values()))
+    if read is None:
+        return None
+    return {name: {instance: totals[metric] for instance, totals in read.items()} for name, metric in COUNTERS.items()}
+
+
+def _totals(stack: StackClient, services: set[str], metrics: tuple[str, ...]) -> dict[str, dict[str, float]] | None:
+    """Return the totals of ``metrics`` for each running instance of ``services``; None if one cannot be read."""
+    totals = {}
     for info in stack.instances():
-        if info.state != "running" or info.service not in holders:
+        if info.state != "running" or info.service not in services:
             continue
         try:
             samples = stack.metrics(info)
         except ServiceError:
             return None
-        for name, metric in COUNTERS.items():
-            readings[name][info.name] = sum(value for (sample, _), value in samples.items() if sample == metric)
-    return readings
+        totals[info.name] = {
+            metric: sum(value for (sample, _), value in samples.items() if sample == metric) for metric in metrics
+        }
+    return totals
 
 
 def counter_deltas(
@@ -83,6 +101,37 @@ def counter_deltas(
         )
         for name in COUNTERS
     }
+
+
+# The per-tier cost of a request: ``cpu_ms_per_request.gateway`` is the CPU time every gateway
+# spent during the load, in milliseconds, divided by the answered requests.
+CPU_PREFIX = "cpu_ms_per_request."
+CPU_METRIC = "process_cpu_seconds_total"
+
+
+def cpu_seconds(stack: StackClient) -> dict[str, float] | None:
+    """Return the CPU seconds each running lab instance has spent so far, by instance.
+
+    None when one cannot be read (from outside a compose network, say): a sum over the others
+    would be a wrong measurement.
+    """
+    read = _totals(stack, {svc.name for svc in catalog.lab_services()}, (CPU_METRIC,))
+    return None if read is None else {instance: totals[CPU_METRIC] for instance, totals in read.items()}
+
+
+def cpu_per_request(before: dict[str, float] | None, after: dict[str, float] | None, answered: int) -> dict[str, float]:
+    """Return each tier's CPU milliseconds per answered request, from instances read both times.
+
+    An instance restarted in between starts from zero again; its part counts as none.
+    """
+    if before is None or after is None or answered <= 0:
+        return {}
+    by_service: dict[str, float] = {}
+    for instance, value in after.items():
+        if instance in before:
+            service = catalog.service_of(instance)
+            by_service[service] = by_service.get(service, 0.0) + max(0.0, value - before[instance])
+    return {f"{CPU_PREFIX}{service}": 1000 * seconds / answered for service, seconds in sorted(by_service.items())}
 
 
 def _first_change(watcher: PoolWatcher, pool: str, instance: str, healthy: bool, since: float) -> float | None:

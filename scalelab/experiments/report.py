@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 
 from scalelab.catalog import service_of
 from scalelab.experiments.checks import METRICS, CheckResult
+from scalelab.experiments.measure import CPU_PREFIX
 from scalelab.experiments.outcome import VariantOutcome
 from scalelab.experiments.records import Record, write_csv
 from scalelab.experiments.spec import Experiment
@@ -423,7 +424,7 @@ def render_html(summary: dict[str, Any], plots: dict[str, Path], checks: Sequenc
     """Return report.html's text: verdict, checks, metrics, failover, plots (embedded) and configuration."""
     variants = summary["variants"]
     shown = [m for m in METRICS if any(v["metrics"].get(m) is not None for v in variants)]
-    shares = sorted({m for v in variants for m in v["metrics"] if m.startswith("share.")})
+    shares = sorted({m for v in variants for m in v["metrics"] if m.startswith(("share.", CPU_PREFIX))})
     actions = [(v["name"], "setup", a) for v in variants for a in v["setup"]]
     actions += [(v["name"], "timeline", a) for v in variants for a in v["timeline"]]
     return (
@@ -448,7 +449,9 @@ def render_html(summary: dict[str, Any], plots: dict[str, Path], checks: Sequenc
             metrics=[
                 {
                     "name": m,
-                    "meaning": METRICS.get(m, "share of answered requests"),
+                    "meaning": METRICS.get(
+                        m, "CPU ms per answered request" if m.startswith(CPU_PREFIX) else "share of answered requests"
+                    ),
                     "per_variant": [v["metrics"].get(m) for v in variants],
                 }
                 for m in [*shown, *shares]

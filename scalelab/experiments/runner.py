@@ -31,7 +31,14 @@ from tqdm import tqdm
 
 from scalelab import catalog
 from scalelab.experiments.checks import CheckResult, evaluate
-from scalelab.experiments.measure import counter_deltas, counters, failover_events, failover_metrics
+from scalelab.experiments.measure import (
+    counter_deltas,
+    counters,
+    cpu_per_request,
+    cpu_seconds,
+    failover_events,
+    failover_metrics,
+)
 from scalelab.experiments.outcome import Result, VariantOutcome
 from scalelab.experiments.records import read_csv, request_metrics
 from scalelab.experiments.report import write_report
@@ -256,6 +263,7 @@ def _run_variant(
         if settled:
             outcome.notes.append(settled)
     before = counters(stack) if stack is not None else None
+    cpu_before = cpu_seconds(stack) if stack is not None else None
     watcher = PoolWatcher(stack, count_retries=bool(timeline_of(experiment, variant))) if stack is not None else None
     if watcher is not None:
         watcher.start()
@@ -268,6 +276,7 @@ def _run_variant(
     outcome.metrics = request_metrics(outcome.records)
     if stack is not None:
         outcome.metrics.update(counter_deltas(before, counters(stack)))
+        outcome.metrics.update(cpu_per_request(cpu_before, cpu_seconds(stack), outcome.metrics.get("answered") or 0))
     if watcher is not None:
         outcome.transitions = list(watcher.transitions)
         outcome.events = failover_events(outcome.actions, watcher, outcome.records)

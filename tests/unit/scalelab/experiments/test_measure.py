@@ -7,7 +7,14 @@ from collections.abc import Callable
 
 import pytest
 
-from scalelab.experiments.measure import counter_deltas, counters, failover_events, failover_metrics
+from scalelab.experiments.measure import (
+    counter_deltas,
+    counters,
+    cpu_per_request,
+    cpu_seconds,
+    failover_events,
+    failover_metrics,
+)
 from scalelab.experiments.records import Record
 from scalelab.experiments.timeline import Executed
 from scalelab.failover import PoolWatcher, Transition
@@ -145,3 +152,26 @@ def test_counters_that_cannot_all_be_read_are_not_measured(serve: Callable[[], C
     orchestrator = FakeOrchestrator([instance("gateway-1", "gateway", closed_port())])
     assert counters(StackClient(orchestrator, admin_token=lambda: "t", timeout=0.5)) is None
     assert counter_deltas(None, {}) == {"database_reads": None, "retries": None}
+
+
+def test_cpu_per_request_is_each_tiers_cpu_time_over_the_answered_requests(serve: Callable[[], CannedServer]) -> None:
+    g1, g2, micro = serve(), serve(), serve()
+    for server, seconds in ((g1, 1.0), (g2, 2.0), (micro, 5.0)):
+        server.text("GET", "/metrics", f"process_cpu_seconds_total {seconds}\n")
+    orchestrator = FakeOrchestrator(
+        [
+            instance("gateway-1", "gateway", g1.port),
+            instance("gateway-2", "gateway", g2.port),
+            instance("microservice-1", "microservice", micro.port),
+        ]
+    )
+    stack = StackClient(orchestrator, admin_token=lambda: "t", timeout=1.0)
+    before = cpu_seconds(stack)
+    assert before == {"gateway-1": 1.0, "gateway-2": 2.0, "microservice-1": 5.0}
+    g1.text("GET", "/metrics", "process_cpu_seconds_total 1.5\n")
+    g2.text("GET", "/metrics", "process_cpu_seconds_total 2.5\n")
+    micro.text("GET", "/metrics", "process_cpu_seconds_total 0.2\n")  # restarted: from zero, counts as none
+    assert cpu_per_request(before, cpu_seconds(stack), 500) == pytest.approx(
+        {"cpu_ms_per_request.gateway": 2.0, "cpu_ms_per_request.microservice": 0.0}  # 1 s over 500 requests
+    )
+    assert cpu_per_request(None, {}, 500) == {} and cpu_per_request(before, before, 0) == {}

@@ -261,3 +261,13 @@ def test_a_scaling_experiment_without_enough_points_says_why_it_has_no_fit(tmp_p
     summary = write_report(tmp_path, experiment, outcomes, [], "http://127.0.0.1:8000", T0, T0 + 20)
     assert summary["scaling_law"] is None
     assert any("no scaling-law fit" in note for note in summary["notes"])
+
+
+def test_each_tiers_cpu_time_per_request_is_in_the_measured_table(tmp_path: Path) -> None:
+    experiment = load("microservice-routing")
+    result = outcome("default", process_records("default", 0.0))
+    result.metrics.update({"cpu_ms_per_request.gateway": 1.25, "cpu_ms_per_request.microservice": 0.5})
+    write_report(tmp_path, experiment, [result], [], "http://127.0.0.1:8000", T0, T0 + 5)
+    html = (tmp_path / "report.html").read_text()
+    assert "cpu_ms_per_request.gateway <span" in html and "CPU ms per answered request" in html
+    assert '<td class="num">1.25</td>' in html
