@@ -22,9 +22,8 @@ from pydantic import BaseModel, ValidationError
 from spectree.plugins.base import BasePlugin, Context
 from spectree.utils import get_multidict_items
 
-from ..kit.errors import ApiError
 from ..kit.inputs import parse_json
-from ..kit.openapi import ErrorBody, service_api, validation_message
+from ..kit.openapi import ErrorBody, service_api, validation_error
 
 __all__ = ["GATEWAY_DOC_SECONDS", "AiohttpPlugin", "BalancerHealth", "api", "merged", "validated"]
 
@@ -77,40 +76,41 @@ class AiohttpPlugin(BasePlugin):
         ]
         return path, parameters
 
-    async def validate(  # spectree's signature: the request models, then hooks and flags this plugin does not use
-        self, func: Callable[..., Awaitable[Any]], query: Any, json: Any, *unused_and_args: Any, **kwargs: Any
+    async def validate(
+        self,
+        func: Callable[..., Awaitable[Any]],
+        query: type[BaseModel] | None,
+        json: type[BaseModel] | None,
+        form: Any,
+        headers: Any,
+        cookies: Any,
+        resp: Any,
+        before: Any,
+        after: Any,
+        validation_error_status: int,
+        skip_validation: bool,
+        force_resp_serialize: bool,
+        *args: Any,
+        **kwargs: Any,
     ) -> Any:
-        args = unused_and_args[9:]  # form, headers, cookies, resp, before, after, error status, skip, serialize
-        skip_validation = unused_and_args[7]
         request = next(arg for arg in args if isinstance(arg, web.Request))
         if not skip_validation:
-            request[CONTEXT] = Context(
-                await _part(query, "query parameter", "parameter", lambda: get_multidict_items(request.query, query)),
-                await _part(json, "body field", "field", lambda: _body(request)),
-                None,
-                None,
-                None,
-            )
+            # Bytes rather than request.json(): that decodes with the charset the client names, and an
+            # unknown one is a LookupError; json.loads finds UTF-8, -16 or -32 by itself.
+            query_part = json_part = None
+            if query is not None:
+                query_part = _checked(query, get_multidict_items(request.query, query), "query parameter", "parameter")
+            if json is not None:
+                json_part = _checked(json, parse_json(await request.read()), "body field", "field")
+            request[CONTEXT] = Context(query_part, json_part, None, None, None)
         return await func(*args, **kwargs)
 
 
-async def _body(request: web.Request) -> Any:
-    # Bytes rather than request.json(): that decodes with the charset the client names, and an unknown one is
-    # a LookupError; json.loads finds UTF-8, -16 or -32 by itself.
-    return parse_json(await request.read())
-
-
-async def _part(model: type[BaseModel] | None, where: str, label: str, read: Callable[[], Any]) -> Any:
-    if model is None:
-        return None
-    raw = read()
-    if hasattr(raw, "__await__"):
-        raw = await raw
+def _checked(model: type[BaseModel], raw: Any, where: str, label: str) -> Any:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        field = ".".join(str(part) for part in exc.errors(include_url=False)[0]["loc"])
-        raise ApiError(400, validation_message(exc, where), **({label: field} if field else {})) from None
+        raise validation_error(exc, where, label) from None
 
 
 def validated(request: web.Request, part: str) -> Any:

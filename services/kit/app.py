@@ -19,7 +19,7 @@ from .errors import ApiError, register_error_handlers
 from .inputs import json_body
 from .knobs import Knobs
 from .metrics import HttpMetrics, exposition, instrument_flask
-from .openapi import ADMIN, KNOBS, ControlChange, ControlView, Health, KnobChanges, responses
+from .openapi import ADMIN, KNOBS, ControlChange, ControlView, Health, KnobChanges, responses, validated
 from .origin import allowed_hosts, refusal
 from .settings import ServiceSettings
 
@@ -148,7 +148,7 @@ def create_service_app(
         json=KnobChanges, resp=responses((400, 401, 413), HTTP_200=ControlChange), security=ADMIN, tags=["operations"]
     )
     def control_put():
-        changed = knobs.update(json_body())
+        changed = knobs.update(validated("json").root)
         logging.getLogger(service).info("control: changed %s", changed)
         return jsonify({"instance": settings.instance, "changed": changed, "knobs": knobs.values()})
 

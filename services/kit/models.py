@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from .openapi import ErrorBody, Open
+from .tier import BACKEND_NAME, MAX_WEIGHT
 
 __all__ = [
     "Added",
@@ -55,11 +56,9 @@ class NewBackend(BaseModel):
 
     model_config = ConfigDict(strict=True)
 
-    name: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", description="Its name in the pool, e.g. microservice-4."
-    )
+    name: str = Field(pattern=f"^{BACKEND_NAME.pattern}$", description="Its name in the pool, e.g. microservice-4.")
     url: str = Field(max_length=2048, description="Its base URL: http://host:port.")
-    weight: int = Field(1, ge=0, le=100, description="Its weight for weighted_round_robin.")
+    weight: int = Field(1, ge=0, le=MAX_WEIGHT, description="Its weight for weighted_round_robin.")
 
 
 class Added(BaseModel):

@@ -46,7 +46,7 @@ __all__ = [
     "ServiceApi",
     "responses",
     "service_api",
-    "validation_message",
+    "validation_error",
     "with_knobs",
 ]
 
@@ -133,16 +133,21 @@ def with_knobs(spec: dict[str, Any], knobs: Any) -> dict[str, Any]:
     return doc
 
 
-def validation_message(error: ValidationError, where: str) -> str:
-    """Return a one-line message naming the first field a request got wrong and what it takes."""
+def validation_error(error: ValidationError, where: str, label: str) -> ApiError:
+    """Return the 400 for a request part that failed its model: a one-line message naming the first field.
+
+    The field is also in the body under ``label`` (``parameter``, ``field``), as the kit's own 400s
+    have it: a script can act on it without parsing text. ``where`` says what it is ("query parameter").
+    """
     first = error.errors(include_url=False)[0]
     field = ".".join(str(part) for part in first["loc"])
+    extra = {label: field} if field else {}
     if first["type"] == "extra_forbidden":  # most often a typo: say so rather than read the default
-        return f"unknown {where} {field!r}; check its spelling against /openapi.json"
+        return ApiError(400, f"unknown {where} {field!r}; check its spelling against /openapi.json", **extra)
     got = "" if first["type"] == "missing" else f", not {shown(first.get('input'))}"
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
     subject = f"{where} {field!r}" if field else f"the {where.split()[0]}"
-    return f"{subject}: {first['msg']}{got}{more}"
+    return ApiError(400, f"{subject}: {first['msg']}{got}{more}", **extra)
 
 
 class KitFlaskPlugin(FlaskPlugin):
@@ -171,9 +176,7 @@ class KitFlaskPlugin(FlaskPlugin):
             try:
                 parts[name] = adapter.validate_obj(model, read())
             except ValidationError as exc:
-                # The field in the body too, as the kit's own 400s do: a script can act on it without parsing text.
-                field = ".".join(str(part) for part in exc.errors(include_url=False)[0]["loc"])
-                raise ApiError(400, validation_message(exc, where), **({label: field} if field else {})) from None
+                raise validation_error(exc, where, label) from None
         req.context = Context(parts["query"], parts["json"], None, parts["headers"], None)
 
     def validate_response(self, resp: Any, resp_model: Any, skip_validation: bool, force_resp_serialize: bool):

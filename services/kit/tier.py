@@ -27,7 +27,7 @@ from .knobs import Knob, Knobs
 from .pool import Backend, NoHealthyBackend, Pool, retryable
 from .settings import PoolSettings
 
-__all__ = ["DRAIN_POLL_SECONDS", "DRAIN_SECONDS", "WEIGHT_PREFIX", "BalancedTier"]
+__all__ = ["BACKEND_NAME", "DRAIN_POLL_SECONDS", "DRAIN_SECONDS", "MAX_WEIGHT", "WEIGHT_PREFIX", "BalancedTier"]
 
 log = logging.getLogger(__name__)
 WEIGHT_PREFIX = "weight."
