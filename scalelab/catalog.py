@@ -103,6 +103,9 @@ class Pool:
     status_route: str  # GET: the backends with their health and in-flight requests
     members_route: str  # POST {name, url} adds a backend; DELETE <route>/<name> removes one
     members_env: str  # the holder's variable listing the members at start (name=url,...)
+    # The holder's variable naming a DNS name and port (``tasks.gateway:5000``) whose A records are the members,
+    # re-resolved every few seconds: how Docker Swarm and Kubernetes (headless Services) hand the pool its backends.
+    discover_env: str = ""
 
 
 @dataclass(frozen=True)
@@ -235,7 +238,10 @@ SERVICES: tuple[Service, ...] = (
         memory_mb=256,
         scales=True,
         max_instances=16,
-        pool=Pool("gateway", "microservices", "/pool/status", "/pool/backends", "GATEWAY_MICROSERVICES"),
+        pool=Pool(
+            "gateway", "microservices", "/pool/status", "/pool/backends", "GATEWAY_MICROSERVICES",
+            "GATEWAY_MICROSERVICES_DISCOVER",
+        ),
         knobs=(
             Knob("service_time_ms", "number", 10.0, "Microservice service time", "ms", 0, 60_000, 10, on_page=False),
             _latency("its extra latency", 0.0, 10, per_instance=True),
@@ -264,7 +270,7 @@ SERVICES: tuple[Service, ...] = (
         needs_jwt_secret=True,
         scales=True,
         max_instances=8,
-        pool=Pool("load-balancer", "gateways", "/lb/status", "/lb/backends", "BALANCER_BACKENDS"),
+        pool=Pool("load-balancer", "gateways", "/lb/status", "/lb/backends", "BALANCER_BACKENDS", "BALANCER_DISCOVER"),
         knobs=(
             Knob("cache_enabled", "switch", True, "Cache"),
             Knob("cache_ttl_seconds", "number", 30.0, "Cache TTL", "s", 0.001, 86_400, 0.5),

@@ -20,10 +20,12 @@ from prometheus_client import CollectorRegistry
 from ..kit import ADMIN_HEADER, ApiError, HttpMetrics, Knobs, check_admin_token, error_body, load_config, parse_backends
 from ..kit.app import configure_logging
 from ..kit.config import ConfigError
+from ..kit.discovery import DnsDiscovery, DnsTarget
 from ..kit.metrics import exposition
 from ..kit.models import Added, NewBackend, PoolStatus, Removed
 from ..kit.openapi import ADMIN, ControlChange, ControlView, KnobChanges, responses, with_knobs
-from ..kit.origin import allowed_hosts, host_allowed, host_refusal, refusal
+from ..kit.origin import allowed_hosts, host_allowed, host_refusal, own_addresses, refusal
+from ..kit.pool import Backend
 from ..kit.tier import DRAIN_POLL_SECONDS, DRAIN_SECONDS, BalancedTier
 from .apidoc import BalancerHealth, GatewayDocument, api, merged, validated
 from .config import BalancerConfig
@@ -47,11 +49,21 @@ class Balancer:
         self.config = config
         self.registry = registry
         try:
-            self.allowed_hosts = allowed_hosts(config.instance, config.allowed_hosts)
+            self.allowed_hosts = allowed_hosts(config.instance, config.allowed_hosts, own_addresses(config.host))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         self.knobs = Knobs([], registry)
-        self.tier = BalancedTier("gateways", _gateways(config.backends), config, self.knobs, registry)
+        static = [] if config.discover else _gateways(config.backends)
+        self.tier = BalancedTier("gateways", static, config, self.knobs, registry)
+        # On Swarm and Kubernetes the gateways come and go as DNS records, not as a list.
+        self.discovery = (
+            DnsDiscovery(
+                self.tier, DnsTarget.parse(config.discover, "BALANCER_DISCOVER"), config.discover_interval, self._gone
+            )
+            if config.discover
+            else None
+        )
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.proxy = Proxy(self.tier, config.upstream_timeout, config.connect_timeout)
         self.metrics = HttpMetrics("load-balancer", config.instance, registry)
         self.started = time.time()
@@ -62,12 +74,34 @@ class Balancer:
         check_admin_token(self.config.admin_token, request.headers.get(ADMIN_HEADER))
 
     async def start_health_checks(self, _app: web.Application) -> None:
-        """Start probing the gateways once the server runs."""
+        """Start probing the gateways once the server runs (and finding them, where DNS names them)."""
+        self.loop = asyncio.get_running_loop()
         self.tier.start()
+        if self.discovery is not None:
+            # Its first lookup and /health calls block: off the loop, which already serves.
+            await self.loop.run_in_executor(None, self.discovery.start)
 
     async def stop_health_checks(self, _app: web.Application) -> None:
         """Stop probing when the server shuts down."""
         self.tier.checker.stop()
+        if self.discovery is not None:
+            self.discovery.stop()
+
+    async def withdraw(self, name: str, allow_last: bool = False) -> Backend:
+        """Take gateway ``name`` out of rotation, wait for its requests in flight (up to DRAIN_SECONDS), forget it."""
+        backend = self.tier.remove_backend(name, allow_last=allow_last)
+        # Drain here rather than in the tier: a blocking wait would stall the very requests it waits for.
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while backend.in_flight > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+        self.proxy.forget(backend.name)
+        return backend
+
+    def _gone(self, name: str, allow_last: bool) -> None:
+        """Withdraw a gateway whose DNS record is gone (called on the discovery thread)."""
+        if self.loop is None:
+            raise RuntimeError("the balancer's loop is not running yet")
+        asyncio.run_coroutine_threadsafe(self.withdraw(name, allow_last), self.loop).result(DRAIN_SECONDS + 5)
 
     # ---------------------------------------------------------------- routes
     # Admin routes check the token before these run (see create_app), so a caller without it learns nothing more.
@@ -111,12 +145,7 @@ class Balancer:
 
     @api.validate(resp=responses((401, 404, 409), HTTP_200=Removed), security=ADMIN, tags=["pool"])
     async def remove_backend(self, request: web.Request) -> web.Response:
-        backend = self.tier.remove_backend(request.match_info["name"])
-        # Drain here rather than in the tier: a blocking wait would stall the very requests it waits for.
-        deadline = time.monotonic() + DRAIN_SECONDS
-        while backend.in_flight > 0 and time.monotonic() < deadline:
-            await asyncio.sleep(DRAIN_POLL_SECONDS)
-        self.proxy.forget(backend.name)
+        backend = await self.withdraw(request.match_info["name"])
         return _json({"removed": backend.name})
 
     def target_refusal(self, request: web.Request) -> str | None:

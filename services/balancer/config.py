@@ -15,4 +15,10 @@ class BalancerConfig(ServiceSettings, PoolSettings):
 
     port: int = setting(8000, "BALANCER_PORT", "Port of the load balancer (the lab's entry point).")
     backends: list[str] = setting(DEFAULT_GATEWAYS, "BALANCER_BACKENDS", "name=url of each gateway, comma separated.")
+    discover: str = setting(
+        "",
+        "BALANCER_DISCOVER",
+        "host:port whose DNS records are the gateways (tasks.gateway:5000 on Docker Swarm), re-resolved every "
+        "SCALELAB_DISCOVER_INTERVAL; when set, BALANCER_BACKENDS is not used.",
+    )
     connect_timeout: float = setting(1.0, "BALANCER_CONNECT_TIMEOUT", "Seconds to wait for a connection to a gateway.")

@@ -43,6 +43,7 @@ from ..kit import (
 )
 from ..kit.app import reserve
 from ..kit.deadline import DEADLINE_HEADER, Deadline
+from ..kit.discovery import DnsDiscovery, DnsTarget
 from ..kit.openapi import validated
 from ..kit.tier import DRAIN_SECONDS, BalancedTier
 from .api import ADD, DATA, LONGTASK, POOL, PROCESS, REMOVE, TASK, TOKEN_ROUTE, api
@@ -104,8 +105,19 @@ class Gateway:
             registry,
         )
         self.tokens = TokenIssuer(config.jwt_secret, config.token_lifetime_seconds)
-        self.microservices = BalancedTier(
-            "microservices", parse_backends(config.microservices, "GATEWAY_MICROSERVICES"), config, self.knobs, registry
+        discover = config.microservices_discover
+        static = [] if discover else parse_backends(config.microservices, "GATEWAY_MICROSERVICES")
+        self.microservices = BalancedTier("microservices", static, config, self.knobs, registry)
+        # On Swarm and Kubernetes the microservices come and go as DNS records, not as a list.
+        self.discovery = (
+            DnsDiscovery(
+                self.microservices,
+                DnsTarget.parse(discover, "GATEWAY_MICROSERVICES_DISCOVER"),
+                config.discover_interval,
+                lambda name, allow_last: self.microservices.remove_backend(name, DRAIN_SECONDS, allow_last),
+            )
+            if discover
+            else None
         )
         # Each client's timeout is its hop's cap; a call waits less when the request's budget has less left.
         self.cache_aside = CacheAside(
@@ -274,4 +286,6 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     app.add_url_rule("/pool/backends/<name>", "remove_backend", admin(_remove_backend), methods=["DELETE"])
     reserve(app, "gateway.pool_status", "add_backend", "remove_backend")
     gateway.microservices.start()
+    if gateway.discovery is not None:
+        gateway.discovery.start()
     return app

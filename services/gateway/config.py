@@ -31,6 +31,12 @@ class GatewayConfig(ServiceSettings, PoolSettings):
     microservices: list[str] = setting(
         DEFAULT_MICROSERVICES, "GATEWAY_MICROSERVICES", "name=url of each microservice instance, comma separated."
     )
+    microservices_discover: str = setting(
+        "",
+        "GATEWAY_MICROSERVICES_DISCOVER",
+        "host:port whose DNS records are the microservices (tasks.microservice:5001 on Docker Swarm), re-resolved "
+        "every SCALELAB_DISCOVER_INTERVAL; when set, GATEWAY_MICROSERVICES is not used.",
+    )
     cache_enabled: bool = setting(True, "GATEWAY_CACHE_ENABLED", "Start with cache-aside on.")
     cache_ttl_seconds: float = setting(30.0, "GATEWAY_CACHE_TTL_SECONDS", "TTL of entries the gateway stores.")
     coalescing: bool = setting(True, "GATEWAY_COALESCING", "Start with request coalescing (single-flight) on.")

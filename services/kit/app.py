@@ -20,7 +20,7 @@ from .inputs import json_body
 from .knobs import Knobs
 from .metrics import HttpMetrics, exposition, instrument_flask
 from .openapi import ADMIN, KNOBS, ControlChange, ControlView, Health, KnobChanges, responses, validated
-from .origin import allowed_hosts, refusal
+from .origin import allowed_hosts, own_addresses, refusal
 from .settings import ServiceSettings
 
 __all__ = ["RESERVED", "create_service_app", "json_body", "reserve"]
@@ -85,7 +85,7 @@ def create_service_app(
     started = time.time()
     admin = require_admin(settings.admin_token)
     try:
-        hosts = allowed_hosts(settings.instance, settings.allowed_hosts)
+        hosts = allowed_hosts(settings.instance, settings.allowed_hosts, own_addresses(settings.host))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 

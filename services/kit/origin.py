@@ -18,7 +18,9 @@ share them::
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
@@ -33,6 +35,7 @@ __all__ = [
     "host_refusal",
     "origin_allowed",
     "origin_refusal",
+    "own_addresses",
     "refusal",
 ]
 
@@ -79,14 +82,38 @@ def host_name(authority: str) -> str | None:
     return name or None
 
 
-def allowed_hosts(instance: str = "", extra: Iterable[str] = ()) -> frozenset[str]:
+def own_addresses(bind: str) -> frozenset[str]:
+    """Return this container's own IP addresses, as ``host_name`` writes them, when it listens beyond loopback.
+
+    Docker Swarm and Kubernetes hand a pool its backends as addresses (the A records of
+    ``tasks.gateway`` or of a headless Service), so the pool, its health checks and Prometheus
+    call an instance by its IP. An IP literal as ``Host`` is no DNS rebinding (that needs a name
+    the attacker controls), so an instance may answer to its own. The runtime maps the
+    container's host name to them in /etc/hosts; a process bound to loopback needs none.
+    """
+    if bind in ("127.0.0.1", "::1", "localhost"):
+        return frozenset()
+    try:
+        found = socket.getaddrinfo(socket.gethostname(), None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return frozenset()
+    names = set()
+    for *_, address in found:
+        ip = ipaddress.ip_address(address[0])
+        if not ip.is_loopback:
+            names.add(f"[{ip}]" if ip.version == 6 else str(ip))
+    return frozenset(names)
+
+
+def allowed_hosts(instance: str = "", extra: Iterable[str] = (), addresses: Iterable[str] = ()) -> frozenset[str]:
     """Return the hosts a service answers to: this machine's names, its instance name, and ``extra``.
 
     :param instance: the instance name (``load-balancer``, ``gateway-2``): its name inside a compose network.
     :param extra: more names, as listed in SCALELAB_ALLOWED_HOSTS; ``*`` allows every host. A port is ignored.
+    :param addresses: the instance's own IP addresses (:func:`own_addresses`), by which discovered backends are called.
     :raise ValueError: an entry is not a host name (a URL, a path, a bare IPv6 address), naming the setting.
     """
-    allowed = set(LOCAL_HOSTS)
+    allowed = set(LOCAL_HOSTS) | set(addresses)
     if instance.strip():
         allowed.add(instance.strip().lower())
     for entry in extra:

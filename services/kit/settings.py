@@ -61,6 +61,11 @@ class PoolSettings:
     health_timeout: float = setting(0.3, "SCALELAB_HEALTH_TIMEOUT", "Seconds a health check may take.")
     health_fall: int = setting(2, "SCALELAB_HEALTH_FALL", "Failed checks in a row that mark a backend down.")
     health_rise: int = setting(2, "SCALELAB_HEALTH_RISE", "Passed checks in a row that mark it up again.")
+    discover_interval: float = setting(
+        1.0,
+        "SCALELAB_DISCOVER_INTERVAL",
+        "Seconds between DNS lookups of a pool's backends, where a *_DISCOVER variable names them (Swarm, Kubernetes).",
+    )
     upstream_timeout: float = setting(
         10.0,
         "SCALELAB_UPSTREAM_TIMEOUT",

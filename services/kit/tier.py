@@ -147,7 +147,7 @@ class BalancedTier:
         self.checker.watch(backend)
         return backend
 
-    def remove_backend(self, name: str, drain_seconds: float = 0.0) -> Backend:
+    def remove_backend(self, name: str, drain_seconds: float = 0.0, allow_last: bool = False) -> Backend:
         """Take backend ``name`` out of rotation, drop its weight knob and close its connections.
 
         No new request goes to it once this returns; its health checks end after the one under
@@ -163,7 +163,7 @@ class BalancedTier:
                     404, f"pool {self.pool.name!r} has no backend {name!r}; it has {', '.join(names) or 'none'}",
                     backends=names,
                 )  # fmt: skip
-            if len(names) == 1:
+            if len(names) == 1 and not allow_last:
                 raise ApiError(
                     409,
                     f"{name!r} is the last backend of pool {self.pool.name!r}: without it every request would "
