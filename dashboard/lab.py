@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import requests
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from dashboard.actionlog import Action, ActionLog
 from dashboard.config import DashboardConfig
@@ -25,6 +25,7 @@ from dashboard.history import History, Sample
 from dashboard.sources import DirectSource, PrometheusSource, SourceUnavailable
 from scalelab import actions, catalog
 from scalelab.catalog import service_of
+from scalelab.containerstats import ContainerStatsCollector
 from scalelab.failover import FailoverTracker, detection_bound
 from scalelab.load.engine import LoadEngine, LoadEngineError, LoadPlan
 from scalelab.orchestrators.base import InstanceInfo, Orchestrator, OrchestratorError
@@ -124,10 +125,17 @@ class Lab:
     ) -> None:
         self.config = config
         self.registry = registry or CollectorRegistry()
+        # What the page itself costs, as every instance shows (process_cpu_seconds_total, ...).
+        ProcessCollector(registry=self.registry)
         self._admin_token = admin_token
         self.stack = StackClient(orchestrator, admin_token, config.request_timeout)
         self.load = LoadEngine(config.loadgen_url, config.request_timeout)
         self.actions = ActionLog(self.registry)
+        # In containers, the engine's own figures of each one (everything in it, against its limits) on this
+        # /metrics too; local processes have no container and no limit, and keep to their process figures.
+        self.container_stats = ContainerStatsCollector() if orchestrator.limits_instances else None
+        if self.container_stats is not None:
+            self.registry.register(self.container_stats)
         self.failovers = FailoverTracker(self.stack, self._loadgen)
         self.history = History(config.history_seconds, config.refresh_seconds)
         self.prometheus = PrometheusSource(config.prometheus_url, config.request_timeout)
@@ -154,9 +162,11 @@ class Lab:
             self._thread.start()
 
     def stop(self) -> None:
-        """Stop sampling."""
+        """Stop sampling, and following the containers' stats."""
         self._stop.set()
         self._wake.set()
+        if self.container_stats is not None:
+            self.container_stats.close()
 
     def refresh_soon(self) -> None:
         """Sample now rather than at the next interval (after an action, so the page shows it)."""

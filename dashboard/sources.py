@@ -6,7 +6,10 @@ Both sources return the same series keys, so the charts do not care which one is
 ``p50``/``p95``/``p99`` (seconds, at the balancer), ``split.<pool>.<name>`` for each pool of the
 catalog (``split.gateways.gateway-1``, ``split.microservices.microservice-3``: requests/s each
 instance was sent), ``cache.hit_ratio`` (share of the gateways' /data lookups answered by the
-cache), ``db.qps`` and ``worker.queue``.
+cache), ``db.qps`` and ``worker.queue``; what each instance costs, the instance's name following:
+``cpu.``/``memory.`` from its process, and in containers ``container.cpu.``,
+``container.memory.`` and the container's limits (``container.cpu_limit.``,
+``container.memory_limit.``) as the Docker engine counts them (from Prometheus only).
 """
 
 from __future__ import annotations
@@ -19,11 +22,18 @@ import requests
 
 from scalelab import catalog
 from scalelab.catalog import service_of
+from scalelab.containerstats import INSTANCE_LABEL as CONTAINER_INSTANCE_LABEL
 from scalelab.generate.scrape import LAB_JOB
 from scalelab.orchestrators.base import InstanceInfo
 from scalelab.stack import ServiceError, StackClient
 
 __all__ = [
+    "CONTAINER_CPU_LIMIT_PREFIX",
+    "CONTAINER_CPU_PREFIX",
+    "CONTAINER_MEMORY_LIMIT_PREFIX",
+    "CONTAINER_MEMORY_PREFIX",
+    "CPU_PREFIX",
+    "MEMORY_PREFIX",
     "POOLS",
     "QUERIES",
     "DirectSource",
@@ -44,6 +54,12 @@ POOLS: list[tuple[catalog.Service, catalog.Pool]] = list(reversed(list(catalog.p
 # Keys of what each instance costs, the instance's name following: CPU % of one core, resident memory in bytes.
 CPU_PREFIX = "cpu."
 MEMORY_PREFIX = "memory."
+# The same as the Docker engine counts it for the instance's container (everything in it), and the container's
+# limits: cores, and bytes. Only containers with limits have the last two.
+CONTAINER_CPU_PREFIX = "container.cpu."
+CONTAINER_MEMORY_PREFIX = "container.memory."
+CONTAINER_CPU_LIMIT_PREFIX = "container.cpu_limit."
+CONTAINER_MEMORY_LIMIT_PREFIX = "container.memory_limit."
 
 
 def split_prefix(pool: catalog.Pool) -> str:
@@ -71,6 +87,12 @@ def _rate(metric: str, labels: str = "", by: str = "") -> str:
         return f"sum by ({by}) (irate({metric}{{{labels}}}[3s]))"
     # Nothing counted yet is a rate of zero, not a gap in the chart.
     return f"(sum(irate({metric}{{{labels}}}[3s])) or vector(0))"
+
+
+def _per_container(aggregate: str, expr: str) -> str:
+    # The page exports the containers' figures under container_instance (its own target's instance label is
+    # "dashboard"): the instance label becomes the container's, and with it the key's suffix.
+    return f'{aggregate} by (instance) (label_replace({expr}, "instance", "$1", "{CONTAINER_INSTANCE_LABEL}", "(.+)"))'
 
 
 def _quantile(q: float) -> str:
@@ -101,6 +123,10 @@ QUERIES: dict[str, str] = {
     # What each instance costs (keys end in "." and take its instance label): CPU % of one core, resident bytes.
     CPU_PREFIX: f'sum by (instance) (irate(process_cpu_seconds_total{{job="{LAB_JOB}"}}[3s])) * 100',
     MEMORY_PREFIX: f'sum by (instance) (process_resident_memory_bytes{{job="{LAB_JOB}"}})',
+    CONTAINER_CPU_PREFIX: _per_container("sum", "irate(scalelab_container_cpu_seconds_total[3s])") + " * 100",
+    CONTAINER_MEMORY_PREFIX: _per_container("max", "scalelab_container_memory_bytes"),
+    CONTAINER_CPU_LIMIT_PREFIX: _per_container("max", "scalelab_container_cpu_limit_cores"),
+    CONTAINER_MEMORY_LIMIT_PREFIX: _per_container("max", "scalelab_container_memory_limit_bytes"),
 }
 
 

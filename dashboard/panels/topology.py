@@ -13,11 +13,20 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 
 from dashboard.lab import INSTANCE_ACTIONS, Lab
-from dashboard.sources import CPU_PREFIX, MEMORY_PREFIX, POOLS, split_prefix
+from dashboard.sources import (
+    CONTAINER_CPU_LIMIT_PREFIX,
+    CONTAINER_CPU_PREFIX,
+    CONTAINER_MEMORY_LIMIT_PREFIX,
+    CONTAINER_MEMORY_PREFIX,
+    CPU_PREFIX,
+    MEMORY_PREFIX,
+    POOLS,
+    split_prefix,
+)
 from scalelab import catalog
 from scalelab.stack import Tile
 
-__all__ = ["ALLOWED", "STATE_COLOURS", "card", "register", "tiers", "tile_card", "tile_detail"]
+__all__ = ["ALLOWED", "STATE_COLOURS", "card", "costs", "register", "tiers", "tile_card", "tile_detail"]
 
 STATE_COLOURS = {"healthy": "success", "down": "danger", "paused": "warning", "starting": "info", "stopped": "danger"}
 # Which buttons make sense for each process state; the others are disabled.
@@ -85,16 +94,36 @@ def tile_detail(tile: Tile, rates: dict[str, float]) -> str:
     rate = rates.get(SPLITS[tile.service] + tile.name) if tile.service in SPLITS else None
     if rate is not None:
         parts.append(f"{rate:.0f} req/s")
-    cpu, memory = rates.get(CPU_PREFIX + tile.name), rates.get(MEMORY_PREFIX + tile.name)
-    if cpu is not None:
-        parts.append(f"{cpu:.0f}% CPU")
-    if memory is not None:
-        parts.append(f"{memory / 2**20:.0f} MB")
+    parts.extend(costs(tile.name, rates))
     if tile.in_flight is not None:
         parts.append(f"{tile.in_flight} in flight")
     if tile.detail:
         parts.append(tile.detail)
     return " · ".join(parts)
+
+
+def costs(name: str, rates: dict[str, float]) -> list[str]:
+    """Return what an instance costs, in words: its CPU and its memory.
+
+    In a container, as the Docker engine counts them (everything in the container) and against
+    the container's limits when it has some (``CPU 42% of 0.5 core``, ``180 of 256 MB``);
+    otherwise its process's own figures (``21% CPU``, ``61 MB``; CPU in % of one core).
+    """
+    parts = []
+    container_cpu, cores = rates.get(CONTAINER_CPU_PREFIX + name), rates.get(CONTAINER_CPU_LIMIT_PREFIX + name)
+    cpu = container_cpu if container_cpu is not None else rates.get(CPU_PREFIX + name)
+    if container_cpu is not None and cores:
+        parts.append(f"CPU {container_cpu / cores:.0f}% of {cores:g} core{'s' if cores > 1 else ''}")
+    elif cpu is not None:
+        parts.append(f"{cpu:.0f}% CPU")
+    container_memory = rates.get(CONTAINER_MEMORY_PREFIX + name)
+    limit = rates.get(CONTAINER_MEMORY_LIMIT_PREFIX + name)
+    memory = container_memory if container_memory is not None else rates.get(MEMORY_PREFIX + name)
+    if container_memory is not None and limit:
+        parts.append(f"{container_memory / 2**20:.0f} of {limit / 2**20:.0f} MB")
+    elif memory is not None:
+        parts.append(f"{memory / 2**20:.0f} MB")
+    return parts
 
 
 def _scale_button(service: str, direction: str) -> dbc.Button:

@@ -183,6 +183,17 @@ def overview() -> dict[str, Any]:
     layout.add(timeseries(
         "Resident memory per instance", "Memory each instance holds; it should stay flat under steady load.",
         [("instance:process_resident_memory_bytes:sum", "{{instance}}")], "bytes"), width=12)  # fmt: skip
+    # The Docker engine's figures: containers only (local processes have no container and no limit).
+    layout.add(timeseries(
+        "Container CPU, share of its limit",
+        "CPU of everything in each container, as the Docker engine counts it, over the cores it may use: "
+        "at 100% the kernel throttles it. Containers only; one without a CPU limit has no line.",
+        [("instance:container_cpu_limit_share:ratio", "{{instance}}")], "percentunit"), width=12)  # fmt: skip
+    layout.add(timeseries(
+        "Container memory, share of its limit",
+        "Memory each container uses (page cache the kernel can take back left out, as docker stats shows it) "
+        "over its limit: at 100% the kernel kills a process in it. Containers only.",
+        [("instance:container_memory_limit_share:ratio", "{{instance}}")], "percentunit"), width=12)  # fmt: skip
     layout.row("Knobs")
     layout.add(state_timeline(
         "Cache switch per gateway", "The gateways' cache_enabled knob.",

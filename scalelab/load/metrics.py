@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from services.kit.metrics import LATENCY_BUCKETS
 
@@ -19,6 +19,8 @@ class ClientMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # What the load engine itself costs, as every instance shows (process_cpu_seconds_total, ...).
+        ProcessCollector(registry=registry)
         self.requests = Counter(
             "scalelab_loadgen_requests", "Requests the load generator sent, by endpoint, status and serving gateway.",
             ["endpoint", "status", "served_by"], registry=registry,

@@ -48,6 +48,11 @@ class ControlPage:
         badge = self.page.locator(f"[data-instance='{instance}'] .badge")
         return badge.text_content() if badge.count() else None
 
+    def detail(self, instance: str) -> str:
+        """Return the line of figures under an instance's tile (empty when it has no tile)."""
+        line = self.page.locator(dash_id(type="tile-detail", name=instance))
+        return (line.text_content() or "") if line.count() else ""
+
     def wait_state(self, instance: str, state: str, timeout: float) -> float:
         """Wait until the tile shows ``state``; return when it did (monotonic)."""
         self.page.wait_for_function(

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import yaml
 
 from dashboard.sources import (
     COMBINED_QUERY,
+    CONTAINER_CPU_LIMIT_PREFIX,
+    CONTAINER_CPU_PREFIX,
+    CONTAINER_MEMORY_LIMIT_PREFIX,
+    CONTAINER_MEMORY_PREFIX,
     KEY_LABEL,
     POOLS,
     QUERIES,
@@ -66,7 +74,8 @@ def test_histogram_quantile_of_nothing_is_none():
 def test_combined_query_tags_every_expression_with_its_key():
     for key, expr in QUERIES.items():
         assert f'label_replace({expr}, "{KEY_LABEL}", "{key}", "", "")' in COMBINED_QUERY, key
-    assert COMBINED_QUERY.count("label_replace(") == len(QUERIES)
+    # Tagged once each (the container queries use label_replace themselves, to name the container's instance).
+    assert COMBINED_QUERY.count(f'"{KEY_LABEL}"') == len(QUERIES)
     assert COMBINED_QUERY.count("(") == COMBINED_QUERY.count(")")
 
 
@@ -85,7 +94,60 @@ def test_queries_cover_every_series_the_charts_draw():
         "worker.queue",
         "cpu.",
         "memory.",
+        "container.cpu.",
+        "container.memory.",
+        "container.cpu_limit.",
+        "container.memory_limit.",
     }
+
+
+def test_the_container_queries_give_each_containers_figures_under_its_own_instance(tmp_path: Path):
+    # Prometheus's own evaluator (promtool) runs the page's queries over series as the page exports them:
+    # under container_instance, beside the page's own target labels (instance="dashboard").
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is missing: apt-get install prometheus (it ships promtool)")
+    page = 'job="scalelab", instance="dashboard", service="dashboard"'
+    gateway = f'{page}, container_instance="gateway-1", container_service="gateway"'
+    loadgen = f'{page}, container_instance="loadgen", container_service="loadgen"'
+    series = {
+        f"scalelab_container_cpu_seconds_total{{{gateway}}}": "0+0.25x30",  # a quarter of a core
+        f"scalelab_container_cpu_limit_cores{{{gateway}}}": "0.5x30",
+        f"scalelab_container_memory_bytes{{{gateway}}}": "100663296x30",
+        f"scalelab_container_memory_limit_bytes{{{gateway}}}": "402653184x30",
+        f"scalelab_container_cpu_seconds_total{{{loadgen}}}": "0+0.125x30",  # no limits of its own
+        f"scalelab_container_memory_bytes{{{loadgen}}}": "52428800x30",
+    }
+    expected = {
+        CONTAINER_CPU_PREFIX: {"gateway-1": 25, "loadgen": 12.5},  # % of one core
+        CONTAINER_MEMORY_PREFIX: {"gateway-1": 100663296, "loadgen": 52428800},
+        CONTAINER_CPU_LIMIT_PREFIX: {"gateway-1": 0.5},
+        CONTAINER_MEMORY_LIMIT_PREFIX: {"gateway-1": 402653184},
+    }
+    test = {
+        "rule_files": [],
+        "evaluation_interval": "1s",
+        "tests": [
+            {
+                "interval": "1s",
+                "input_series": [{"series": name, "values": values} for name, values in series.items()],
+                "promql_expr_test": [
+                    {
+                        "expr": QUERIES[key],
+                        "eval_time": "20s",
+                        "exp_samples": [
+                            {"labels": f'{{instance="{name}"}}', "value": value} for name, value in by_name.items()
+                        ],
+                    }
+                    for key, by_name in expected.items()
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "page_queries_test.yml"
+    path.write_text(yaml.safe_dump(test))
+    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_every_pool_of_the_catalog_has_its_split_in_the_order_a_request_travels():

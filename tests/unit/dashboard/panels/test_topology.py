@@ -128,3 +128,19 @@ def test_each_tile_shows_what_its_instance_costs():
     rates["cpu.cache"] = 3.0
     assert topology.tile_detail(tile("gateway-1"), rates) == "12 req/s · 37% CPU · 61 MB"
     assert topology.tile_detail(tile("cache"), rates) == "3% CPU"  # memory not read yet
+
+
+def test_in_a_container_the_tile_shows_the_engines_figures_against_the_containers_limits():
+    rates = {"cpu.gateway-1": 37.4, "memory.gateway-1": 61.2 * 2**20}  # the process's own figures
+    rates |= {"container.cpu.gateway-1": 21.0, "container.cpu_limit.gateway-1": 0.5}  # 21% of one core
+    rates |= {"container.memory.gateway-1": 180.4 * 2**20, "container.memory_limit.gateway-1": 256 * 2**20}
+    assert topology.tile_detail(tile("gateway-1"), rates) == "CPU 42% of 0.5 core · 180 of 256 MB"
+    rates["container.cpu_limit.gateway-1"] = 2.0
+    assert topology.costs("gateway-1", rates)[0] == "CPU 10% of 2 cores"
+
+
+def test_a_container_without_limits_shows_what_the_engine_counts_for_it():
+    rates = {"cpu.loadgen": 3.0, "container.cpu.loadgen": 55.0, "container.memory.loadgen": 90 * 2**20}
+    assert topology.costs("loadgen", rates) == ["55% CPU", "90 MB"]
+    # Figures the engine has not sent yet: the process's own, as before.
+    assert topology.costs("loadgen", {"cpu.loadgen": 3.0, "memory.loadgen": 40 * 2**20}) == ["3% CPU", "40 MB"]

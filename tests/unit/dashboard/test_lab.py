@@ -1,0 +1,49 @@
+"""The Lab's /metrics carries the containers' own figures when, and only when, its stack runs in containers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from dashboard.config import DashboardConfig
+from dashboard.lab import Lab
+from scalelab.containerstats import ContainerStatsCollector
+from scalelab.orchestrators.docker import DockerOrchestrator
+from scalelab.orchestrators.local import LocalOrchestrator
+from services.kit.config import load_config
+from tests.unit.standins import closed_port
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> DashboardConfig:
+    """The page's settings over an empty run directory."""
+    return load_config(DashboardConfig, {"run_dir": str(tmp_path)}, environ={})
+
+
+@pytest.fixture
+def compose_orchestrator() -> Iterator[DockerOrchestrator]:
+    """The compose orchestrator, on a client that is never called (no engine is needed to build the Lab)."""
+    client = docker.DockerClient(base_url=f"tcp://127.0.0.1:{closed_port()}", version="1.41")
+    yield DockerOrchestrator(client=client)
+    client.close()
+
+
+def test_a_stack_of_containers_gets_the_engines_figures_on_the_pages_metrics(
+    config: DashboardConfig, compose_orchestrator: DockerOrchestrator
+):
+    assert compose_orchestrator.limits_instances
+    lab = Lab(config, compose_orchestrator, lambda: "t", registry=CollectorRegistry())
+    assert isinstance(lab.container_stats, ContainerStatsCollector)
+    lab.stop()
+    assert list(lab.container_stats.collect()) == []  # stopped with the Lab: it reads the engine no more
+
+
+def test_local_processes_keep_to_their_process_figures(config: DashboardConfig, tmp_path: Path):
+    registry = CollectorRegistry()
+    lab = Lab(config, LocalOrchestrator(tmp_path), lambda: "t", registry=registry)
+    assert lab.container_stats is None
+    assert b"scalelab_container_" not in generate_latest(registry)
