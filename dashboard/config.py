@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.kit.config import ConfigError, setting
-from services.kit.origin import allowed_hosts
+from services.kit.origin import allowed_hosts, own_addresses
 
 __all__ = ["LOOPBACK", "DashboardConfig"]
 
@@ -79,7 +79,7 @@ class DashboardConfig:
         # The address it is served on is one of its names (an IPv6 one written as a Host header writes it).
         named = [] if self.host in WILDCARDS else [f"[{self.host}]" if ":" in self.host else self.host]
         try:
-            return allowed_hosts(self.instance, [*self.allowed_hosts, *named])
+            return allowed_hosts(self.instance, [*self.allowed_hosts, *named], own_addresses(self.host))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 

@@ -239,7 +239,11 @@ SERVICES: tuple[Service, ...] = (
         scales=True,
         max_instances=16,
         pool=Pool(
-            "gateway", "microservices", "/pool/status", "/pool/backends", "GATEWAY_MICROSERVICES",
+            "gateway",
+            "microservices",
+            "/pool/status",
+            "/pool/backends",
+            "GATEWAY_MICROSERVICES",
             "GATEWAY_MICROSERVICES_DISCOVER",
         ),
         knobs=(

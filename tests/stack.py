@@ -86,15 +86,17 @@ class Stack:
             wait_for(lambda g=gateway: requests.get(self.url(g) + "/health", timeout=2).json()["cache"] == "available")
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+def wait_for(
+    condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "condition"
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail the test, naming ``what``, after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
+    raise AssertionError(f"{what} not met within {timeout} s")
 
 
 def free_offset() -> int:

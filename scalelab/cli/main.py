@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from scalelab import catalog
-from scalelab.cli.commands import add, down, experiment, instance, remove, secrets, status, up
+from scalelab.cli.commands import add, down, experiment, instance, kubernetes, remove, secrets, status, swarm, up
 from scalelab.cli.context import Context, pick_orchestrator
-from scalelab.orchestrators import LocalOrchestrator
+from scalelab.orchestrators import LocalOrchestrator, Orchestrator
 from scalelab.paths import RUN_DIR_ENV, find_run_dir, offset_run_dir
 
 INSTANCE_VERBS = (
@@ -16,6 +16,13 @@ INSTANCE_VERBS = (
     ("start", "start a killed instance again"),
     ("pause", "freeze an instance (SIGSTOP): a hung process, not a dead one"),
     ("resume", "unfreeze a paused instance"),
+)
+
+
+ENGINES = ("local", "swarm")
+ENGINE_HELP = (
+    "local: processes on this machine (default); swarm: `docker stack deploy` onto the swarm this Docker engine "
+    "belongs to (docker compose runs the compose stack)"
 )
 
 
@@ -41,10 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="add this to every port, to run beside another stack (its own run directory unless --run-dir)",
     )
     p.add_argument("--results-dir", help="where experiments run from the page write reports (default: beside the run)")
-    p.set_defaults(func=lambda ctx, a: up.run(ctx, a.detach, a.port_offset))
+    p.add_argument("--engine", choices=ENGINES, default="local", help=ENGINE_HELP)
+    p.add_argument(
+        "--open-ports",
+        action="store_true",
+        help="swarm only: let the network reach the published ports (a lab room); by default only this machine can",
+    )
+    p.set_defaults(
+        func=lambda ctx, a: swarm.up(ctx, a.open_ports) if a.engine == "swarm" else up.run(ctx, a.detach, a.port_offset)
+    )
 
     p = verbs.add_parser("down", help="stop a detached stack")
-    p.set_defaults(func=lambda ctx, a: down.run(ctx))
+    p.add_argument("--engine", choices=ENGINES, default="local", help=ENGINE_HELP)
+    p.set_defaults(func=lambda ctx, a: swarm.down(ctx) if a.engine == "swarm" else down.run(ctx))
 
     p = verbs.add_parser("status", help="show every instance with its health")
     p.set_defaults(func=lambda ctx, a: status.run(ctx))
@@ -68,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env-file", help="where to write them (default: .env beside docker-compose.yml)")
     p.add_argument("--force", action="store_true", help="replace the secrets of an existing file")
     p.set_defaults(func=lambda ctx, a: secrets.run(ctx, a.env_file, a.force))
+
+    p = verbs.add_parser(
+        "kubernetes",
+        help="write a Kubernetes base (kustomize) for the lab and print how to run it on kind",
+        description="Write the lab's Kubernetes manifests, generated from the catalog, as a kustomize base in DIR, "
+        "then print the commands that run it on kind (docs/kubernetes.md: kind or k3s). Needs no cluster.",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="the folder to write the base into (made if missing)")
+    p.set_defaults(func=lambda ctx, a: kubernetes.run(ctx, a.out))
 
     p = verbs.add_parser(
         "experiment",
@@ -107,7 +132,9 @@ def cli(argv: list[str] | None = None) -> int:
         run_dir = offset_run_dir(run_dir, args.port_offset)
     # Starting and stopping a stack is local-process business; the other verbs act on
     # whichever stack runs, local or compose.
-    if args.verb in ("up", "down"):
+    if args.verb in ("up", "down") and args.engine == "swarm":
+        orchestrator: Orchestrator = swarm.orchestrator(run_dir)
+    elif args.verb in ("up", "down"):
         orchestrator = LocalOrchestrator(run_dir, results_dir=getattr(args, "results_dir", None))
     else:
         orchestrator = pick_orchestrator(run_dir)

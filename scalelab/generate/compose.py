@@ -132,17 +132,21 @@ def _lab_service(name: str, port: int, ports: dict[str, int]) -> dict[str, Any]:
     return spec
 
 
+def loadgen_command(port: int, entry_url: str) -> list[str]:
+    """Return the load engine's command in a container: Locust with the lab's users, sending to ``entry_url``."""
+    return [
+        "python", "-m", "locust", "-f", LOCUSTFILE,
+        "--web-host", "0.0.0.0", "--web-port", str(port), "--host", entry_url,
+    ]  # fmt: skip
+
+
 def _loadgen_service(svc: catalog.Service) -> dict[str, Any]:
     """Return the load engine: Locust with the lab's users, sending to the entry, idle until told to swarm."""
     port = svc.ports[0]
-    command = [
-        "python", "-m", "locust", "-f", LOCUSTFILE,
-        "--web-host", "0.0.0.0", "--web-port", str(port), "--host", _url(catalog.entry().name),
-    ]  # fmt: skip
     return {
         "build": dict(CONTROL_BUILD),
         "image": CONTROL_IMAGE,
-        "command": command,
+        "command": loadgen_command(port, _url(catalog.entry().name)),
         "environment": {
             "SCALELAB_INSTANCE": svc.name,
             # No lab service here: the health check probes Locust's own page.
@@ -176,14 +180,19 @@ def _prometheus_service(svc: catalog.Service) -> dict[str, Any]:
     }
 
 
+def grafana_environment(svc: catalog.Service) -> dict[str, str]:
+    """Return Grafana's environment: its port, and its admin password from the secrets."""
+    return {
+        "GF_SERVER_HTTP_PORT": str(svc.ports[0]),
+        "GF_SECURITY_ADMIN_PASSWORD": _secret("SCALELAB_GRAFANA_PASSWORD"),
+    }
+
+
 def _grafana_service(svc: catalog.Service) -> dict[str, Any]:
     port = svc.ports[0]
     return {
         "image": "grafana/grafana:latest",
-        "environment": {
-            "GF_SERVER_HTTP_PORT": str(port),
-            "GF_SECURITY_ADMIN_PASSWORD": _secret("SCALELAB_GRAFANA_PASSWORD"),
-        },
+        "environment": grafana_environment(svc),
         "volumes": [
             "./grafana/grafana.ini:/etc/grafana/grafana.ini:ro",
             "./grafana/provisioning:/etc/grafana/provisioning:ro",

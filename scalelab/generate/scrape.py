@@ -41,8 +41,12 @@ def targets(instances: Iterable[tuple[str, str, str]]) -> list[dict[str, Any]]:
 LAB_JOB = "scalelab"
 
 
-def prometheus_config(self_address: str) -> dict[str, Any]:
-    """Return prometheus.yml as a dict; ``self_address`` is where Prometheus scrapes itself."""
+def prometheus_config(self_address: str, discovery: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Return prometheus.yml as a dict; ``self_address`` is where Prometheus scrapes itself.
+
+    ``discovery`` is how the lab's job finds its targets (default: the targets file the stack writes).
+    """
+    lab = discovery or {"file_sd_configs": [{"files": [TARGETS_FILE], "refresh_interval": "2s"}]}
     return {
         "global": {
             "scrape_interval": SCRAPE_INTERVAL,
@@ -51,10 +55,7 @@ def prometheus_config(self_address: str) -> dict[str, Any]:
         },
         "rule_files": list(RULE_FILES),
         "scrape_configs": [
-            {
-                "job_name": LAB_JOB,
-                "file_sd_configs": [{"files": [TARGETS_FILE], "refresh_interval": "2s"}],
-            },
+            {"job_name": LAB_JOB, **lab},
             {
                 "job_name": "prometheus",
                 "static_configs": [

@@ -23,7 +23,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from scalelab.load import mix
 from scalelab.load.metrics import ClientMetrics
 from scalelab.load.users import LabUser
-from services.kit.origin import ALLOWED_HOSTS_ENV, allowed_hosts, refusal
+from services.kit.origin import ALLOWED_HOSTS_ENV, allowed_hosts, own_addresses, refusal
 
 METRICS = ClientMetrics(CollectorRegistry())
 HELP = {
@@ -66,7 +66,12 @@ def _serve_metrics(environment: Any, **_: Any) -> None:
     if environment.web_ui is None:
         return
     target = (environment.host or "").rstrip("/")
-    hosts = allowed_hosts(os.environ.get("SCALELAB_INSTANCE", ""), os.environ.get(ALLOWED_HOSTS_ENV, "").split(","))
+    web_host = getattr(environment.parsed_options, "web_host", "") or "127.0.0.1"
+    hosts = allowed_hosts(
+        os.environ.get("SCALELAB_INSTANCE", ""),
+        os.environ.get(ALLOWED_HOSTS_ENV, "").split(","),
+        own_addresses("0.0.0.0" if web_host in ("", "*") else web_host),  # as Prometheus scrapes it in a swarm
+    )
 
     @environment.web_ui.app.before_request
     def same_site_only() -> Response | None:

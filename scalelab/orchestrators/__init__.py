@@ -24,17 +24,17 @@ __all__ = [
 ]
 
 ORCHESTRATOR_ENV = "SCALELAB_ORCHESTRATOR"
-CHOICES = ("auto", "local", "docker")
+CHOICES = ("auto", "local", "docker", "swarm")
 
 
 def find_orchestrator(
     run_dir: str | Path, environ: Mapping[str, str] | None = None, in_network: bool | None = None
 ) -> Orchestrator:
-    """Return the orchestrator of the running stack: local processes, else a Docker compose stack.
+    """Return the orchestrator of the running stack: local processes, else a compose stack, else a swarm stack.
 
-    A stack started with `scalelab up` in ``run_dir`` wins; otherwise a running compose project
-    is found by its labels; with neither, the local one (which says nothing runs).
-    SCALELAB_ORCHESTRATOR=local or docker skips the search (tests use it to stay off Docker).
+    A stack started with `scalelab up` in ``run_dir`` wins; otherwise a running compose project,
+    then a swarm stack, is found by its labels; with none, the local one (which says nothing runs).
+    SCALELAB_ORCHESTRATOR=local, docker or swarm skips the search (tests use it to stay off Docker).
     ``in_network`` says whether this process runs inside the compose network (default: from
     DASHBOARD_DOCKER_IN_NETWORK).
     """
@@ -47,8 +47,13 @@ def find_orchestrator(
         return local
     from scalelab.orchestrators.docker import DockerOrchestrator, docker_stack_running
 
-    if choice == "docker" or docker_stack_running():
-        return DockerOrchestrator(in_network=docker_in_network(environ) if in_network is None else in_network)
+    inside = docker_in_network(environ) if in_network is None else in_network
+    if choice == "docker" or (choice == "auto" and docker_stack_running()):
+        return DockerOrchestrator(in_network=inside)
+    from scalelab.orchestrators.swarm import SwarmOrchestrator, swarm_stack_running
+
+    if choice == "swarm" or swarm_stack_running():
+        return SwarmOrchestrator(in_network=inside)
     return local
 
 

@@ -10,7 +10,7 @@ import io
 import os
 import tarfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -20,7 +20,7 @@ from scalelab.generate.compose import CONTROL_CONTAINER, PROJECT, published_port
 from scalelab.orchestrators.base import InstanceInfo, Orchestrator, OrchestratorError, UnknownInstance
 from scalelab.topology import EXTRA_PORT_BASE, lab_ports, service_of
 
-__all__ = ["PROJECT_LABEL", "SERVICE_LABEL", "DockerOrchestrator", "docker_stack_running"]
+__all__ = ["PROJECT_LABEL", "SERVICE_LABEL", "DockerOrchestrator", "docker_stack_running", "engine_socket_exists"]
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -37,26 +37,31 @@ def _client() -> Any:
     return docker.from_env()
 
 
-def _engine_socket_exists(environ: Mapping[str, str] | None = None) -> bool:
+def engine_socket_exists(environ: Mapping[str, str] | None = None) -> bool:
     """Return False when the engine's local socket is plainly absent (the SDK would leak one finding out)."""
     host = (os.environ if environ is None else environ).get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
     return not host.startswith("unix://") or Path(host.removeprefix("unix://")).exists()
 
 
-def docker_stack_running(project: str = PROJECT) -> bool:
-    """Return whether a Docker engine answers and runs a container of ``project``."""
-    if not _engine_socket_exists():
+def engine_finds(look: Callable[[Any], list[Any]]) -> bool:
+    """Return whether a Docker engine answers and ``look(client)`` finds something there."""
+    if not engine_socket_exists():
         return False
     try:
         client = _client()
     except Exception:  # no SDK, no engine, no permission: there is no Docker stack to control
         return False
     try:
-        return bool(client.containers.list(filters={"label": f"{PROJECT_LABEL}={project}"}))
-    except Exception:  # the engine does not answer: no Docker stack either
+        return bool(look(client))
+    except Exception:  # the engine does not answer (or is no swarm manager): no such stack either
         return False
     finally:
         client.close()  # its connection pool, so no socket is left to the garbage collector
+
+
+def docker_stack_running(project: str = PROJECT) -> bool:
+    """Return whether a Docker engine answers and runs a container of ``project``."""
+    return engine_finds(lambda client: client.containers.list(filters={"label": f"{PROJECT_LABEL}={project}"}))
 
 
 class DockerOrchestrator(Orchestrator):

@@ -60,7 +60,8 @@ def compose_secrets() -> Path:
     return env_file
 
 
-@pytest.fixture(scope="session")
+# Package-scoped: torn down before the swarm tests, which publish the same ports.
+@pytest.fixture(scope="package")
 def compose_stack(compose_secrets: Path) -> Iterator[None]:
     """Build and start the stack; tear down containers, networks and volumes even on failure."""
     client = docker_client()

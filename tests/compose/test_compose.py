@@ -8,13 +8,17 @@ from pathlib import Path
 import pytest
 import requests
 
+from scalelab import catalog
 from scalelab.cli.main import cli
+from scalelab.generate.dashboards import dashboards, panel_queries
 from scalelab.orchestrators.docker import DockerOrchestrator
 
 from ..browser.control_page import ControlPage
 from ..chromium import ARTIFACTS, chromium
+from ..contract import check_lab_contract
 from ..integration.conftest import wait_for
 from ..integration.load import run_load
+from ..integration.test_observability import reads_containers
 from .conftest import REPO, SERVICES, compose, compose_command
 
 pytestmark = pytest.mark.compose
@@ -41,20 +45,7 @@ def test_compose_file_is_accepted_by_the_compose_cli(compose_secrets: Path) -> N
 
 
 def test_the_lab_contract_through_port_8000(compose_stack: None) -> None:
-    headers = _token()
-    first = requests.get(LB + "/data", params={"key": "compose-key"}, headers=headers, timeout=T).json()
-    second = requests.get(LB + "/data", params={"key": "compose-key"}, headers=headers, timeout=T).json()
-    assert (first["cached"], second["cached"]) == (False, True) and first["gateway_id"] in {"1", "2"}
-    ids = {requests.get(LB + "/process", headers=headers, timeout=T).json()["service_id"] for _ in range(9)}
-    assert ids == {"1", "2", "3"}
-    accepted = requests.post(LB + "/longtask", json={"duration": 0.1}, headers=headers, timeout=T)
-    assert accepted.status_code == 202
-    task_id = accepted.json()["task_id"]
-    wait_for(lambda: requests.get(f"http://127.0.0.1:5005/task/{task_id}", timeout=T).json()["status"] == "completed")
-    assert requests.post("http://127.0.0.1:5004/cache/flush", timeout=T).status_code == 200
-    assert (
-        requests.get(LB + "/data", params={"key": "compose-key"}, headers=headers, timeout=T).json()["cached"] is False
-    )
+    check_lab_contract("compose-key")
 
 
 def test_prometheus_scrapes_every_instance(compose_stack: None) -> None:
@@ -66,6 +57,35 @@ def test_prometheus_scrapes_every_instance(compose_stack: None) -> None:
 
     wait_for(all_up, timeout=30)
     assert _prom('up{instance="loadgen", service="loadgen"} == 1')
+
+
+def _by_instance(expr: str) -> dict[str, float]:
+    return {series["metric"]["instance"]: float(series["value"][1]) for series in _prom(expr)}
+
+
+def test_prometheus_has_what_the_engine_counts_for_every_container(compose_stack: None) -> None:
+    # The control page follows every container's stats through the Docker socket and exports them.
+    def every_container() -> dict[str, float]:
+        cpu = _by_instance("instance:container_cpu_seconds:rate10s")
+        memory = _by_instance("instance:container_memory_bytes:sum")
+        return memory if set(cpu) >= set(SERVICES) and set(memory) >= set(SERVICES) else {}
+
+    memory = wait_for(every_container, timeout=30)
+    assert all(memory[name] > 0 for name in SERVICES)
+    services = {name: catalog.service(catalog.service_of(name)) for name in SERVICES}
+    limited = {name: svc for name, svc in services.items() if svc.cpus and svc.memory_mb}
+    assert limited, "the catalog gives the lab's containers limits"
+    cores = _by_instance("instance:container_cpu_limit_cores:max")
+    assert {name: cores.get(name) for name in limited} == {name: svc.cpus for name, svc in limited.items()}
+    limits = _by_instance("instance:container_memory_limit_bytes:max")
+    megabytes = {name: (limits.get(name) or 0) / 2**20 for name in limited}
+    assert megabytes == {name: svc.memory_mb for name, svc in limited.items()}
+    shares = _by_instance("instance:container_memory_limit_share:ratio")
+    assert all(0 < shares[name] < 1 for name in limited), shares
+    # Grafana's container panels read them too (the local stack's live check leaves these out).
+    panels = list(panel_queries(dashboards()["scalelab-overview.json"]))
+    missing = [title for title, expr in panels if reads_containers(expr) and not _prom(expr)]
+    assert not missing, f"these return no data: {missing}"
 
 
 def test_the_load_engine_sends_load_through_the_balancer(compose_stack: None) -> None:
@@ -118,6 +138,12 @@ def test_the_dashboard_buttons_kill_and_start_a_container(compose_stack: None) -
         control.page.goto(DASHBOARD + "/")
         control.page.wait_for_selector("[data-instance='gateway-2']")
         try:
+            # The tile shows what the engine counts for the container, against the limits the catalog gives it.
+            gateway = catalog.service("gateway")
+            limits = f"of {gateway.cpus:g} core"
+            memory = f"of {gateway.memory_mb} MB"
+            control.wait_for(lambda: limits in control.detail("gateway-2") and memory in control.detail("gateway-2"),
+                             timeout=30, what=f"gateway-2's CPU {limits} and memory {memory}")  # fmt: skip
             control.press("kill", "gateway-2")
             control.wait_state("gateway-2", "down", timeout=10)
             assert DockerOrchestrator().get("gateway-2").state == "stopped"

@@ -131,7 +131,7 @@ def test_resolve_asks_the_system_resolver():
 
 def _health_server(body: dict) -> InThread:
     class Health(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 -- the stdlib's name
+        def do_GET(self) -> None:
             payload = json.dumps(body).encode()
             self.send_response(200 if self.path == "/health" else 404)
             self.send_header("Content-Length", str(len(payload)))
