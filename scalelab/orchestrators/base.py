@@ -59,6 +59,8 @@ class Orchestrator(abc.ABC):
     results_dir: Path | None = None
     #: Whether each instance gets the catalog's CPU and memory limits (containers) rather than sharing the machine.
     limits_instances: bool = False
+    #: Where reports written by :meth:`run_control` show up on this machine, in words; None: copy them out.
+    reports_seen_at: str | None = None
 
     @abc.abstractmethod
     def instances(self) -> list[InstanceInfo]:

@@ -68,6 +68,7 @@ class DockerOrchestrator(Orchestrator):
     """The compose project's containers, by compose service name (= instance name)."""
 
     limits_instances = True  # docker-compose.yml gives each container the catalog's cpus and mem_limit
+    reports_seen_at = "./results beside docker-compose.yml"  # the control container's results folder, mounted
 
     def __init__(self, client: Any = None, project: str = PROJECT, in_network: bool = False) -> None:
         """Control ``project``'s containers; ``in_network``: the caller runs inside the compose network."""

@@ -87,6 +87,7 @@ class SwarmOrchestrator(DockerOrchestrator):
     """The swarm stack's tasks, by instance name (service and slot)."""
 
     limits_instances = True  # the stack file gives each task the catalog's CPU and memory limits
+    reports_seen_at = None  # in a volume of the control page's node: copied out
 
     def __init__(self, client: Any = None, stack: str = STACK, in_network: bool = False) -> None:
         """Control ``stack``'s tasks; ``in_network``: the caller runs inside the stack's network."""

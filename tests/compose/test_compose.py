@@ -206,7 +206,7 @@ def test_scalelab_experiment_runs_inside_the_compose_network(
     code = cli(["--run-dir", str(tmp_path), "experiment", "failover", "--results-dir", str(chosen)])
     out = capsys.readouterr().out
     assert code == 0, out[-3000:]
-    assert "inside the compose network" in out and "passed  detection_seconds" in out
+    assert "in compose project 'scalelab', in its control container" in out and "passed  detection_seconds" in out
     reports = set((REPO / "results").glob("*-failover")) - before
     assert len(reports) == 1
     report = reports.pop()

@@ -36,11 +36,14 @@ def admin_token(orchestrator: Orchestrator, environ: Mapping[str, str] | None = 
 def run_in_network(
     ctx: Context, orchestrator: Orchestrator, name: str, overrides: dict[str, Any], results_dir: Path | None
 ) -> exitcodes.ExitCode:
-    """Run the experiment where every pool, counter and knob answers: in the compose stack's control container.
+    """Run the experiment where every pool, counter and knob answers: in the stack's control container.
 
     From the host only the published ports answer. The container writes the report under its
-    own results folder (./results beside docker-compose.yml); with ``results_dir`` it is copied there too.
+    own results folder (compose: ./results beside docker-compose.yml); with ``results_dir``, or
+    where that folder is not on this machine (swarm: ./results here), it is copied out too.
     """
+    if results_dir is None and orchestrator.reports_seen_at is None:
+        results_dir = Path("results")
     files = {}
     if Path(name).is_file():  # a file of the user's: hand it to the container
         files[Path(name).name] = Path(name).read_bytes()
@@ -48,7 +51,7 @@ def run_in_network(
     command = ["python", "-m", "scalelab", "experiment", name, "--results-dir", CONTAINER_RESULTS, "--no-progress"]
     for key, value in overrides.items():
         command += ["--set", f"{key}={value}"]
-    ctx.say(f"running {name} inside the compose network (container `{CONTROL_CONTAINER}`); its output follows")
+    ctx.say(f"running {name} {orchestrator.where}, in its control container `{CONTROL_CONTAINER}`; its output follows")
     try:
         code, output = orchestrator.run_control(command, files)
     except OrchestratorError as exc:
@@ -63,8 +66,8 @@ def run_in_network(
         else:
             output = output.replace(found.group(1), str(copy))
     ctx.say(output.rstrip())
-    if results_dir is None:
-        ctx.say("(reports are in ./results beside docker-compose.yml)")
+    if results_dir is None and orchestrator.reports_seen_at:
+        ctx.say(f"(reports are in {orchestrator.reports_seen_at})")
     return exitcodes.ExitCode(code) if code in (exitcodes.OK, exitcodes.CHECKS_FAILED) else exitcodes.FAILED
 
 
