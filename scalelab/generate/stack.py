@@ -57,6 +57,9 @@ LABEL_SERVICE = "scalelab.service"
 LABEL_PORT = "scalelab.port"
 LABEL_NUMBERED = "scalelab.numbered"
 PROMETHEUS_DIR = "/etc/prometheus"
+# The stack's volumes get their own names: a compose project of the same name would share them otherwise
+# (both are scalelab_<volume>), and the swarm's Prometheus, running as root, would leave files compose's cannot write.
+VOLUME_PREFIX = "swarm-"
 # The names a lab room reaches the published services by, from the deploying shell (none by default).
 ALLOWED_HOSTS_ENV = "SCALELAB_ALLOWED_HOSTS"
 ALLOWED_HOSTS = f"${{{ALLOWED_HOSTS_ENV}:-}}"
@@ -136,7 +139,7 @@ def _lab_service(svc: catalog.Service) -> dict[str, Any]:
         "deploy": _deploy(svc, len(catalog.instance_names(svc))),
     }
     if svc.data_files:
-        spec["volumes"] = [f"{svc.name}-data:{CONTAINER_DATA}"]
+        spec["volumes"] = [f"{VOLUME_PREFIX}{svc.name}-data:{CONTAINER_DATA}"]
     if svc.published:
         spec["ports"] = _published(svc)
     return spec
@@ -175,7 +178,7 @@ def _prometheus_service(svc: catalog.Service, configs: dict[str, str]) -> dict[s
         # root: the swarm discovery reads the engine's socket, root:docker on the host.
         "user": "root",
         "configs": [{"source": source, "target": f"{PROMETHEUS_DIR}/{target}"} for source, target in configs.items()],
-        "volumes": [f"{DOCKER_SOCKET}:{DOCKER_SOCKET}:ro", "prometheus-data:/prometheus"],
+        "volumes": [f"{DOCKER_SOCKET}:{DOCKER_SOCKET}:ro", f"{VOLUME_PREFIX}prometheus-data:/prometheus"],
         "healthcheck": {"test": ["CMD-SHELL", f"wget -qO- {ready} || curl -fs {ready}"], **HEALTHCHECK},
         "networks": [NETWORK],
         "ports": _published(svc),
@@ -223,7 +226,7 @@ def _dashboard_service(svc: catalog.Service) -> dict[str, Any]:
         "command": ["python", "-m", "dashboard"],
         "user": "root",  # the engine's socket is root:docker on the host
         "environment": env,
-        "volumes": [f"{DOCKER_SOCKET}:{DOCKER_SOCKET}", f"dashboard-results:{CONTAINER_RESULTS}"],
+        "volumes": [f"{DOCKER_SOCKET}:{DOCKER_SOCKET}", f"{VOLUME_PREFIX}dashboard-results:{CONTAINER_RESULTS}"],
         "healthcheck": _healthcheck(svc),
         "networks": [NETWORK],
         "ports": _published(svc),
@@ -337,12 +340,14 @@ def stack_document(
     for spec in out.values():
         spec["image"] = (images or {}).get(spec["image"], spec["image"])
     used = {item["source"] for spec in out.values() for item in spec.get("configs", [])}
-    volumes = [f"{svc.name}-data" for svc in catalog.SERVICES if svc.data_files and svc.name in out]
+    volumes = [f"{VOLUME_PREFIX}{svc.name}-data" for svc in catalog.SERVICES if svc.data_files and svc.name in out]
     return {
         "version": "3.8",
         "services": out,
         "networks": {NETWORK: {"driver": "overlay", "attachable": True}},
-        "volumes": {volume: {} for volume in [*volumes, "prometheus-data", "dashboard-results"]},
+        "volumes": {
+            volume: {} for volume in [*volumes, f"{VOLUME_PREFIX}prometheus-data", f"{VOLUME_PREFIX}dashboard-results"]
+        },
         "configs": {name: spec for name, spec in configs.items() if name in used},
     }
 

@@ -376,7 +376,7 @@ class SwarmOrchestrator(DockerOrchestrator):
         )
 
     def down(self) -> list[str]:
-        """Remove the stack and the rules that kept its ports to this machine; return the services removed."""
+        """Remove the stack (volumes too) and the rules that kept its ports to this machine; return its services."""
         removed = self.remove_stack()
         with contextlib.suppress(loopback.FirewallError):  # no iptables: no rule was made
             loopback.open_to_network()
@@ -387,9 +387,10 @@ class SwarmOrchestrator(DockerOrchestrator):
         self._docker(["stack", "deploy", "--compose-file", str(stack_file), self.stack], environ)
 
     def remove_stack(self) -> list[str]:
-        """Remove every service, network and config of the stack and wait until its containers are gone.
+        """Remove every service, network, config and volume of the stack, waiting until its containers are gone.
 
-        Return the services removed. The named volumes stay, as with ``docker compose down`` without -v.
+        Return the services removed. The volumes go too (as with ``docker compose down -v``): the
+        lab's data is made up, and a stack started again starts afresh.
         """
         names = sorted(self._services())
         if not names:
@@ -401,6 +402,9 @@ class SwarmOrchestrator(DockerOrchestrator):
             left = self.client.api.containers(all=True, filters={"label": label})
             networks = self.client.networks.list(filters={"label": label})
             if not left and not networks:
+                for volume in self.client.volumes.list(filters={"label": label}):
+                    with contextlib.suppress(docker_errors().APIError):  # one still held is left, not fatal
+                        volume.remove()
                 return names
             time.sleep(POLL_SECONDS)
         raise OrchestratorError(f"stack {self.stack!r} was removed but its containers or network are still there")

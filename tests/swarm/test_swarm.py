@@ -161,6 +161,7 @@ def test_down_leaves_nothing_behind(swarm_stack: None, swarm_run_dir: Path) -> N
     assert client.containers.list(all=True, filters=label) == []
     assert [n.name for n in client.networks.list() if n.name == f"{STACK}_{NETWORK}"] == []
     assert client.configs.list(filters=label) == []
+    assert client.volumes.list(filters=label) == []
     assert loopback.guarded_ports() == []
     done = subprocess.run(["docker", "stack", "ls"], capture_output=True, text=True)
     assert STACK not in done.stdout.split()
