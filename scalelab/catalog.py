@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 __all__ = [
     "ALGORITHMS",
+    "COALESCING",
     "EXTRA_PORT_BASE",
     "SERVICES",
     "CatalogError",
@@ -42,6 +43,8 @@ __all__ = [
 EXTRA_PORT_BASE = 5100
 # The balancing algorithms every pool offers (services/kit/algorithms.py; a test keeps them equal).
 ALGORITHMS = ("round_robin", "least_connections", "power_of_two", "weighted_round_robin")
+# How far a gateway coalesces concurrent reads of one missing key (services/gateway/cache_aside.py).
+COALESCING = ("off", "per_gateway", "across_gateways")
 
 Runs = Literal["service", "loadgen", "prometheus", "dashboard", "grafana"]
 KnobKind = Literal["switch", "number", "choice"]
@@ -68,6 +71,7 @@ class Knob:
     maximum: float | None = None
     step: float = 1.0
     choices: tuple[str, ...] = ()
+    switch: tuple[str, str] | None = None  # a choice that was a switch: false and true name these two
     per_instance: bool = False  # the page sets it on one chosen instance, not on all of them
     on_page: bool = True  # a row of the page's knobs (the others are set by experiments and the API)
 
@@ -78,6 +82,8 @@ class Knob:
                 raise ValueError(f"{self.label} is on or off, not {value!r}")
             return value
         if self.kind == "choice":
+            if self.switch is not None and isinstance(value, bool):
+                return self.switch[value]
             if value not in self.choices:
                 raise ValueError(f"{self.label} is one of {', '.join(self.choices)}, not {value!r}")
             return value
@@ -204,6 +210,7 @@ SERVICES: tuple[Service, ...] = (
         published=True,
         knobs=(
             Knob("default_ttl_seconds", "number", 30.0, "Cache default TTL", "s", 0.001, 86_400, 0.5, on_page=False),
+            Knob("lease_seconds", "number", 2.0, "Cache lease on a missing key", "s", 0.01, 60, 0.5, on_page=False),
         ),
     ),
     Service(
@@ -278,7 +285,15 @@ SERVICES: tuple[Service, ...] = (
         knobs=(
             Knob("cache_enabled", "switch", True, "Cache"),
             Knob("cache_ttl_seconds", "number", 30.0, "Cache TTL", "s", 0.001, 86_400, 0.5),
-            Knob("coalescing", "switch", True, "Request coalescing"),
+            # off; per_gateway: single-flight in each gateway; across_gateways: that, and leases in the cache.
+            Knob(
+                "coalescing",
+                "choice",
+                "per_gateway",
+                "Request coalescing",
+                choices=COALESCING,
+                switch=("off", "per_gateway"),
+            ),
             _algorithm("Microservice balancing"),
         ),
     ),

@@ -6,9 +6,21 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..kit.openapi import Query, service_api
+from ..kit.openapi import ErrorBody, Query, service_api
 
-__all__ = ["CacheEntry", "CacheStats", "CacheWrite", "Deleted", "Flushed", "KeyQuery", "Stored", "api"]
+__all__ = [
+    "CacheEntry",
+    "CacheMiss",
+    "CacheStats",
+    "CacheWrite",
+    "Deleted",
+    "Flushed",
+    "KeyLeaseQuery",
+    "KeyQuery",
+    "LeaseQuery",
+    "Stored",
+    "api",
+]
 
 MAX_TTL_SECONDS = 86_400
 
@@ -29,6 +41,32 @@ class KeyQuery(Query):
     key: str = Field(min_length=1, description="The cache key (any characters).")
 
 
+LEASE_DOC = (
+    "On a miss, ask for the lease on the key: the first caller gets a token to fill it with (POST with "
+    '"lease"), the others learn that it is being filled ("filling": true) and wait for the value instead.'
+)
+
+
+class LeaseQuery(Query):
+    """``GET /cache/<key>``: whether a miss should ask for the lease on the key."""
+
+    lease: bool = Field(False, description=LEASE_DOC)
+
+
+class KeyLeaseQuery(KeyQuery):
+    """``GET /cache?key=``: the key, and whether a miss should ask for its lease."""
+
+    lease: bool = Field(False, description=LEASE_DOC)
+
+
+class CacheMiss(ErrorBody):
+    """The key is not cached; with ``?lease=true``, who fills it."""
+
+    key: str
+    lease: str | None = Field(None, description="Your token to fill the key with, when you got the lease.")
+    filling: bool = Field(False, description="Another caller holds the lease: wait a little and read again.")
+
+
 class CacheWrite(BaseModel):
     """``POST /cache/<key>``: the value to store and, optionally, its lifetime."""
 
@@ -37,6 +75,12 @@ class CacheWrite(BaseModel):
     value: Any = Field(description="Any JSON value.")
     ttl: float | None = Field(
         None, gt=0, le=MAX_TTL_SECONDS, description="Seconds the entry lives (default: the default_ttl_seconds knob)."
+    )
+    lease: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="The token a leased miss gave: the value is stored only while that lease is live (else 409).",
     )
 
 

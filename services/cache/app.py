@@ -14,8 +14,21 @@ from prometheus_client import CollectorRegistry
 from ..kit import ApiError, ConfigError, Knob, Knobs, create_service_app, load_config
 from ..kit.app import AnyPath
 from ..kit.openapi import responses, validated
-from .api import CacheEntry, CacheStats, CacheWrite, Deleted, Flushed, KeyQuery, Stored, api
+from .api import (
+    CacheEntry,
+    CacheMiss,
+    CacheStats,
+    CacheWrite,
+    Deleted,
+    Flushed,
+    KeyLeaseQuery,
+    KeyQuery,
+    LeaseQuery,
+    Stored,
+    api,
+)
 from .config import CacheConfig
+from .leases import Leases
 from .store import CacheStore, EntryTooLarge
 
 bp = Blueprint("cache", __name__)
@@ -36,6 +49,10 @@ def _store() -> CacheStore:
     return current_app.extensions["cache_store"]
 
 
+def _leases() -> Leases:
+    return current_app.extensions["cache_leases"]
+
+
 @bp.get("/cache/stats")
 @api.validate(resp=responses(HTTP_200=CacheStats), tags=["cache"])
 def stats():
@@ -46,20 +63,38 @@ def stats():
 @api.validate(resp=responses(HTTP_200=Flushed), tags=["cache"])
 def flush():
     # Open and bodiless, as in the classic lab: its scripts flush before they measure.
+    _leases().clear()
     return jsonify({"flushed": _store().flush()})
 
 
-def _get(key: str):
-    entry = _store().get(key)
+def _get(key: str, lease: bool = False):
+    if lease:
+        entry, token = _leases().acquire(key, lambda: _store().get(key))
+    else:
+        entry, token = _store().get(key), None
     if entry is None:
-        return jsonify({"error": f"key {key!r} is not cached (or has expired)", "status": 404, "key": key}), 404
+        miss = {"error": f"key {key!r} is not cached (or has expired)", "status": 404, "key": key}
+        if lease:
+            miss.update(lease=token, filling=token is None)
+        return jsonify(miss), 404
     return jsonify({"key": key, "value": entry.value, "ttl_remaining_seconds": round(_store().remaining(entry), 3)})
 
 
 def _put(key: str):
     body: CacheWrite = validated("json")
     try:
-        entry = _store().set(key, body.value, body.ttl)
+        if body.lease is None:
+            entry = _store().set(key, body.value, body.ttl)
+        else:
+            live, entry = _leases().fill(key, body.lease, lambda: _store().set(key, body.value, body.ttl))
+            if not live:
+                raise ApiError(
+                    409,
+                    f"the lease on {key!r} is no longer live (it expired, or the key was deleted or the cache "
+                    "flushed since): the value was not stored; read the key again",
+                    key=key,
+                    stored=False,
+                )
     except EntryTooLarge as exc:
         raise ApiError(
             413,
@@ -71,25 +106,27 @@ def _put(key: str):
 
 
 def _delete(key: str):
+    _leases().invalidate(key)  # a fill under way read the value from before this change
     return jsonify({"key": key, "deleted": _store().delete(key)})
 
 
 # Each operation twice: the key in the path, or in the query for keys such as "stats".
-READ = {"resp": responses((404,), HTTP_200=CacheEntry), "tags": ["cache"]}
-WRITE = {"json": CacheWrite, "resp": responses((400, 413), HTTP_201=Stored), "tags": ["cache"]}
+READ = {"resp": responses(HTTP_200=CacheEntry, HTTP_404=CacheMiss), "tags": ["cache"]}
+WRITE = {"json": CacheWrite, "resp": responses((400, 409, 413), HTTP_201=Stored), "tags": ["cache"]}
 DELETE = {"resp": responses(HTTP_200=Deleted), "tags": ["cache"]}
 
 
 @bp.get("/cache/<path:key>")
-@api.validate(**READ)
+@api.validate(query=LeaseQuery, **READ)
 def get(key: str):
-    return _get(key)
+    return _get(key, validated("query").lease)
 
 
 @bp.get("/cache")
-@api.validate(query=KeyQuery, **READ)
+@api.validate(query=KeyLeaseQuery, **READ)
 def get_by_query():
-    return _get(validated("query").key)
+    query = validated("query")
+    return _get(query.key, query.lease)
 
 
 @bp.post("/cache/<path:key>")
@@ -130,6 +167,8 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
         )
     except ValueError as exc:
         raise ConfigError(f"CACHE_CAPACITY, CACHE_MAX_BYTES, CACHE_MAX_ENTRY_BYTES: {exc}") from None
+    leases = Leases(config.lease_seconds, config.capacity)
+    registry.register(leases)
     knobs = Knobs(
         [
             Knob(
@@ -138,15 +177,18 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
                 "TTL for entries stored without one.",
                 0.001,
                 86_400,
-            )
+            ),
+            Knob("lease_seconds", float(config.lease_seconds), "How long a lease on a missing key lasts.", 0.01, 60),
         ],
         registry,
     )
-    knobs.on_change(lambda _name, value: setattr(store, "default_ttl", value))
+    knob_targets = {"default_ttl_seconds": (store, "default_ttl"), "lease_seconds": (leases, "seconds")}
+    knobs.on_change(lambda name, value: setattr(*knob_targets[name], value))
     app = create_service_app(
         "cache", config, knobs, registry, api, health=lambda: {"entries": len(store), "bytes": store.bytes_used()}
     )
     app.extensions["cache_store"] = store
+    app.extensions["cache_leases"] = leases
     app.url_map.converters["path"] = KeyConverter  # before the routes are added, which bind it
     app.register_blueprint(bp)
     return app

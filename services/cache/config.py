@@ -26,3 +26,8 @@ class CacheConfig(ServiceSettings):
         "Most bytes one entry may take, counted as for CACHE_MAX_BYTES; a larger one is refused with 413.",
     )
     default_ttl_seconds: float = setting(30.0, "CACHE_DEFAULT_TTL_SECONDS", "TTL for entries stored without one.")
+    lease_seconds: float = setting(
+        2.0,
+        "CACHE_LEASE_SECONDS",
+        "How long a lease on a missing key lasts (GET ?lease=true): long enough for one database read.",
+    )

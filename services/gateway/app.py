@@ -47,7 +47,7 @@ from ..kit.discovery import DnsDiscovery, DnsTarget
 from ..kit.openapi import validated
 from ..kit.tier import DRAIN_SECONDS, BalancedTier
 from .api import ADD, DATA, LONGTASK, POOL, PROCESS, REMOVE, TASK, TOKEN_ROUTE, api
-from .cache_aside import CacheAside
+from .cache_aside import COALESCING, OFF, PER_GATEWAY, CacheAside, coalescing_mode
 from .config import GatewayConfig
 
 bp = Blueprint("gateway", __name__)
@@ -100,7 +100,13 @@ class Gateway:
                     0.001,
                     86_400,
                 ),
-                Knob("coalescing", config.coalescing, "Coalesce concurrent database reads of one key."),
+                Knob(
+                    "coalescing",
+                    coalescing_mode(config.coalescing),
+                    "Coalesce concurrent database reads of one key: off, in this gateway, or across gateways.",
+                    choices=COALESCING,
+                    switch=(OFF, PER_GATEWAY),
+                ),
             ],
             registry,
         )

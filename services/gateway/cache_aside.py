@@ -16,12 +16,27 @@ from urllib.parse import quote
 
 from prometheus_client import CollectorRegistry, Counter
 
-from ..kit import ApiError, HttpClient, Knobs, SingleFlight, UpstreamError
+from ..kit import ApiError, ConfigError, HttpClient, Knobs, SingleFlight, UpstreamError
 from ..kit.deadline import Deadline
 
-__all__ = ["CacheAside", "cache_key"]
+__all__ = ["ACROSS_GATEWAYS", "COALESCING", "OFF", "PER_GATEWAY", "CacheAside", "cache_key", "coalescing_mode"]
 
 log = logging.getLogger(__name__)
+
+# The coalescing knob: off; per_gateway, one database read per key in each gateway (single-flight);
+# across_gateways, one in all of them (single-flight here, and the cache's lease on the key).
+OFF, PER_GATEWAY, ACROSS_GATEWAYS = COALESCING = ("off", "per_gateway", "across_gateways")
+# How often a gateway whose read waits on another gateway's lease reads the cache again.
+LEASE_POLL_SECONDS = 0.01
+
+
+def coalescing_mode(setting: str) -> str:
+    """Return the coalescing mode GATEWAY_COALESCING names (true and false, from when it was a switch, too)."""
+    text = setting.strip().lower()
+    mode = {"true": PER_GATEWAY, "1": PER_GATEWAY, "on": PER_GATEWAY, "false": OFF, "0": OFF}.get(text, text)
+    if mode not in COALESCING:
+        raise ConfigError(f"GATEWAY_COALESCING is one of {', '.join(COALESCING)}, not {setting!r}")
+    return mode
 
 
 def cache_key(key: str) -> str:
@@ -65,6 +80,11 @@ class CacheAside:
         self.database_reads = Counter(
             "scalelab_gateway_database_reads", "Reads sent to the database.", registry=registry
         )
+        self.lease_waits = Counter(
+            "scalelab_gateway_lease_waits",
+            "Reads that waited for another gateway to fill the key (coalescing across gateways).",
+            registry=registry,
+        )
 
     def read(self, key: str, deadline: Deadline) -> tuple[Any, bool]:
         """Return ``(record, cached)`` for ``key``; raise a 504 ApiError when ``deadline`` passes first."""
@@ -75,10 +95,12 @@ class CacheAside:
                 return hit, True
         else:
             self.lookups.labels("bypass").inc()
-        if self._knobs["coalescing"]:
+        mode = self._knobs["coalescing"]
+        if mode != OFF:
+            leased = use_cache and mode == ACROSS_GATEWAYS
             try:
                 (record, cached), shared = self._flight.do(
-                    key, lambda: self._load_once(key, use_cache, deadline), wait=deadline.remaining()
+                    key, lambda: self._load_once(key, use_cache, deadline, leased), wait=deadline.remaining()
                 )
             except TimeoutError:
                 raise deadline.exceeded("the database (a read of the same key by another request)") from None
@@ -87,17 +109,41 @@ class CacheAside:
             return record, cached
         return self._load(key, use_cache, deadline), False
 
-    def _load_once(self, key: str, use_cache: bool, deadline: Deadline) -> tuple[Any, bool]:
+    def _load_once(self, key: str, use_cache: bool, deadline: Deadline, leased: bool = False) -> tuple[Any, bool]:
         """Load ``key`` as the one caller doing so; first look again whether it is cached now.
 
         A request that missed the cache just before another one filled it, and asked for
         the key just after that one's load finished, would otherwise read the database again.
+        ``leased``: the read goes to the database only with the cache's lease on the key.
         """
+        if leased:
+            return self._load_leased(key, deadline)
         if use_cache:
             hit = self._cache_get(key, deadline, count=False)
             if hit is not None:
                 return hit, True
         return self._load(key, use_cache, deadline), False
+
+    def _load_leased(self, key: str, deadline: Deadline) -> tuple[Any, bool]:
+        """Read ``key`` once across every gateway: with the cache's lease, or from the cache once it is filled.
+
+        Without the lease (another gateway holds it), read the cache again every
+        LEASE_POLL_SECONDS until the value is there; a lease whose holder died expires in the
+        cache and the next read here gets it. A cache that fails is skipped: the database answers.
+        """
+        waited = False
+        while True:
+            hit, lease, filling = self._cache_lookup(key, deadline, lease=True, count=not waited)
+            if hit is not None:
+                return hit, True
+            if not filling:  # the lease is ours, or the cache could not be asked
+                return self._load(key, lease is not None or self._cache_available(), deadline, lease), False
+            if not waited:
+                waited = True
+                self.lease_waits.inc()
+            if deadline.remaining() <= LEASE_POLL_SECONDS:
+                raise deadline.exceeded("the cache (another gateway is reading the key from the database)")
+            time.sleep(LEASE_POLL_SECONDS)
 
     def cache_state(self) -> str:
         """Return ``available`` or ``skipped`` (the cache failed recently and is bypassed for a while)."""
@@ -114,34 +160,47 @@ class CacheAside:
 
     def _cache_get(self, key: str, deadline: Deadline, count: bool = True) -> Any | None:
         """Return the cached record or None; ``count`` says whether this lookup shows in the metrics."""
+        return self._cache_lookup(key, deadline, count=count)[0]
+
+    def _cache_lookup(
+        self, key: str, deadline: Deadline, lease: bool = False, count: bool = True
+    ) -> tuple[Any | None, str | None, bool]:
+        """Return ``(record or None, lease token, whether another caller is filling the key)``.
+
+        ``lease`` asks the cache for the lease on a miss; ``count`` says whether this lookup shows in the metrics.
+        """
         if not self._cache_available():
             if count:
                 self.lookups.labels("error").inc()
-            return None
+            return None, None, False
         if deadline.expired():
-            return None  # no time to ask: the database read that follows answers 504
+            return None, None, False  # no time to ask: the database read that follows answers 504
         try:
             response = self._cache.request(
                 "GET",
-                _path("/cache/", cache_key(key)),
+                _path("/cache/", cache_key(key)) + ("?lease=true" if lease else ""),
                 headers=deadline.headers(),
                 timeout=deadline.timeout(self._cache.timeout, "the cache"),
             )
-            body = response.json() if response.status == 200 else None
+            body = response.json() if response.status in (200, 404) else None
         except UpstreamError as exc:
             if deadline.expired():  # cut short by the budget, not the cache's fault
-                return None
+                return None, None, False
             self._cache_failed(exc)
-            return None
+            return None, None, False
         except ValueError as exc:
             self._cache_failed(exc)
-            return None
-        hit = isinstance(body, dict) and "value" in body
+            return None, None, False
+        hit = response.status == 200 and isinstance(body, dict) and "value" in body
         if count:
             self.lookups.labels("hit" if hit else "miss").inc()
-        return body["value"] if hit else None
+        if hit:
+            return body["value"], None, False
+        token = body.get("lease") if isinstance(body, dict) else None
+        filling = bool(isinstance(body, dict) and body.get("filling"))
+        return None, token if isinstance(token, str) else None, filling
 
-    def _load(self, key: str, fill_cache: bool, deadline: Deadline) -> Any:
+    def _load(self, key: str, fill_cache: bool, deadline: Deadline, lease: str | None = None) -> Any:
         self.database_reads.inc()
         try:
             response = self._database.request(
@@ -166,7 +225,10 @@ class CacheAside:
         body.pop("created", None)
         if fill_cache and self._cache_available() and not deadline.expired():
             try:
-                entry = json.dumps({"value": body, "ttl": self._knobs["cache_ttl_seconds"]}).encode()
+                fill = {"value": body, "ttl": self._knobs["cache_ttl_seconds"]}
+                if lease is not None:  # stored only while the lease is live: no stale value after a delete
+                    fill["lease"] = lease
+                entry = json.dumps(fill).encode()
                 # Storing a value under a key is safe to repeat on a fresh connection.
                 self._cache.request(
                     "POST",

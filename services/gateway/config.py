@@ -39,7 +39,12 @@ class GatewayConfig(ServiceSettings, PoolSettings):
     )
     cache_enabled: bool = setting(True, "GATEWAY_CACHE_ENABLED", "Start with cache-aside on.")
     cache_ttl_seconds: float = setting(30.0, "GATEWAY_CACHE_TTL_SECONDS", "TTL of entries the gateway stores.")
-    coalescing: bool = setting(True, "GATEWAY_COALESCING", "Start with request coalescing (single-flight) on.")
+    coalescing: str = setting(
+        "per_gateway",
+        "GATEWAY_COALESCING",
+        "Start with request coalescing off, per_gateway (single-flight in each gateway) or across_gateways "
+        "(that, and the cache's leases); true and false still mean per_gateway and off.",
+    )
     request_budget_seconds: float = setting(
         8.0,
         "GATEWAY_REQUEST_BUDGET_SECONDS",

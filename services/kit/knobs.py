@@ -39,6 +39,8 @@ class Knob:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] | None = None
+    # A choice knob that was once a switch: false and true still name two of its choices (off, on).
+    switch: tuple[str, str] | None = None
     kind: type = field(init=False)
 
     def __post_init__(self) -> None:
@@ -66,6 +68,8 @@ class Knob:
             if self.kind is int and int(raw) != raw:
                 raise ApiError(400, f"knob {self.name!r} takes a whole number, not {shown(raw)}")
             return self.kind(raw)
+        if self.switch is not None and isinstance(raw, bool):
+            raw = self.switch[raw]
         if not isinstance(raw, str) or (self.choices is not None and raw not in self.choices):
             raise ApiError(400, f"knob {self.name!r} takes one of {list(self.choices or [])}, not {shown(raw)}")
         return raw
@@ -80,7 +84,8 @@ class Knob:
                 "minimum": -MAX_KNOB_MAGNITUDE if self.minimum is None else max(self.minimum, -MAX_KNOB_MAGNITUDE),
                 "maximum": MAX_KNOB_MAGNITUDE if self.maximum is None else min(self.maximum, MAX_KNOB_MAGNITUDE),
             }
-        return {"type": "string", "enum": list(self.choices)} if self.choices is not None else {"type": "string"}
+        text = {"type": "string", "enum": list(self.choices)} if self.choices is not None else {"type": "string"}
+        return text if self.switch is None else {"anyOf": [text, {"type": "boolean"}]}
 
     def describe(self) -> dict[str, Any]:
         """Return the knob as JSON for ``GET /control``."""

@@ -34,6 +34,50 @@ def test_hundred_concurrent_first_reads_make_one_database_query(healthy_stack: S
     assert _db_reads(healthy_stack) - before == 1
 
 
+def _first_reads_through_the_balancer(stack: Stack) -> tuple[list[requests.Response], int]:
+    """Send CONCURRENT first requests for one new key through the balancer; return them and the database reads."""
+    key = f"lease-{uuid.uuid4().hex}"
+    headers = stack.auth()
+    before = _db_reads(stack)
+    with ThreadPoolExecutor(CONCURRENT) as pool:
+        responses = list(
+            pool.map(
+                lambda _: requests.get(stack.lb + "/data", params={"key": key}, headers=headers, timeout=T),
+                range(CONCURRENT),
+            )
+        )
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200][:3]
+    return responses, _db_reads(stack) - before
+
+
+def _set_coalescing(stack: Stack, mode: object) -> None:
+    for gateway in ("gateway-1", "gateway-2"):
+        stack.control(gateway, coalescing=mode)
+
+
+def test_coalescing_across_gateways_makes_one_database_query_through_the_balancer(healthy_stack: Stack) -> None:
+    _set_coalescing(healthy_stack, "across_gateways")
+    try:
+        responses, reads = _first_reads_through_the_balancer(healthy_stack)
+    finally:
+        _set_coalescing(healthy_stack, "per_gateway")
+    assert {r.json()["gateway_id"] for r in responses} == {"1", "2"}  # both gateways took part
+    assert reads == 1
+    waits = requests.get(healthy_stack.url("cache") + "/metrics", timeout=T).text
+    assert 'scalelab_cache_leases_total{result="granted"}' in waits
+
+
+def test_coalescing_per_gateway_makes_one_query_per_gateway_and_off_one_per_request(healthy_stack: Stack) -> None:
+    _, per_gateway = _first_reads_through_the_balancer(healthy_stack)
+    assert 1 <= per_gateway <= 2  # each gateway's single-flight reads once (two, unless one filled in time)
+    _set_coalescing(healthy_stack, False)  # the switch it once was: false is off
+    try:
+        _, off = _first_reads_through_the_balancer(healthy_stack)
+    finally:
+        _set_coalescing(healthy_stack, True)
+    assert off > 2 * per_gateway
+
+
 def test_cache_switched_off_at_runtime(healthy_stack: Stack) -> None:
     headers = healthy_stack.auth()
     gateway = healthy_stack.url("gateway-1")

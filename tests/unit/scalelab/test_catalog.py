@@ -13,6 +13,7 @@ from scalelab.catalog import Knob, Pool, Service
 from scalelab.generate import compose, scrape
 from scalelab.topology import Secrets, default_topology
 from services.__main__ import config_class_of, service_packages
+from services.gateway.cache_aside import COALESCING
 from services.kit.algorithms import ALGORITHMS
 from services.kit.config import describe_config
 
@@ -43,12 +44,19 @@ def test_each_service_reads_its_port_where_the_catalog_says_with_the_classic_def
     for balanced, pool in catalog.pool_holders():
         if pool.holder == svc.name:
             assert pool.members_env in settings, f"{svc.config_class} reads no {pool.members_env}"
+            assert settings.get(pool.discover_env) == "", f"{svc.config_class} reads no {pool.discover_env}"
             members = dict(zip(catalog.instance_names(balanced), balanced.ports, strict=True))
             assert settings[pool.members_env] == [f"{name}=http://127.0.0.1:{port}" for name, port in members.items()]
 
 
 def test_the_algorithm_choices_are_the_kits() -> None:
     assert tuple(ALGORITHMS) == catalog.ALGORITHMS
+
+
+def test_the_coalescing_settings_are_the_gateways_own():
+    assert COALESCING == catalog.COALESCING == catalog.find_knob("gateway", "coalescing").choices
+    knob = catalog.find_knob("gateway", "coalescing")
+    assert (knob.coerce(False), knob.coerce(True)) == ("off", "per_gateway")  # what the switch's values meant
 
 
 def test_the_classic_ports_are_kept() -> None:
