@@ -13,6 +13,7 @@ began), ``progress`` a few times a second, then ``finished``, or ``error`` and e
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 import time
@@ -29,6 +30,7 @@ CONNECT_TIMEOUT_SECONDS = 2.0
 # Once the load is over, requests still out get this long beyond their own timeout to answer.
 DRAIN_MARGIN_SECONDS = 1.0
 TOKEN_TIMEOUT_SECONDS = 10.0
+MAX_OPEN_CONNECTIONS = 1000
 EXIT_ERROR = 2
 
 
@@ -91,6 +93,10 @@ def main(argv: list[str]) -> int:
         namespace = config.get("namespace", "")
         network_timeout = profile.timeout
         connection_timeout = min(CONNECT_TIMEOUT_SECONDS, profile.timeout)
+        open_model = profile.model == "open"
+        # Open model: as many connections as requests can be out at once (rate x timeout), so none waits for one.
+        out_at_once = math.ceil(profile.rate * profile.timeout)
+        concurrency = min(MAX_OPEN_CONNECTIONS, max(10, out_at_once)) if open_model else 10
 
     environment = Environment(user_classes=[PlanUser], host=base_url)
     runner = environment.create_local_runner()

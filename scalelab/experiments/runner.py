@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -295,7 +295,7 @@ def _drive(run: _VariantRun) -> None:
         "base_url": target.base_url,
         "namespace": outcome.namespace,
         "variant": variant.name,
-        "load": asdict(experiment.load),
+        "load": asdict(replace(experiment.load, model=variant.model or experiment.load.model)),
     }
     plan_path.write_text(json.dumps(plan))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}

@@ -49,6 +49,7 @@ MAX_USERS = 200
 MAX_REQUESTS = 100_000
 MAX_DURATION_SECONDS = 600.0
 MAX_RATE = 5_000.0
+LOAD_MODELS = ("closed", "open")
 MAX_REQUEST_TIMEOUT = 60.0
 DEFAULT_VARIANT = "default"
 # A mapping's ``<<: *anchor`` key; the keys it merges in may repeat the mapping's own.
@@ -67,6 +68,9 @@ class LoadProfile:
     requests: int | None = None
     duration: float | None = None
     rate: float = 0.0  # requests per second for all users together; 0 = as fast as answers come
+    # closed: each user waits for an answer before it sends again, and latency counts from the send;
+    # open: every request goes out when it is due, answered or not, and latency counts from then.
+    model: str = "closed"
     seed: int = 1
     mix: dict[str, float] = field(default_factory=lambda: dict(load_mix.DEFAULT_MIX))
     hot_keys: int = load_mix.DEFAULT_HOT_KEYS
@@ -109,6 +113,7 @@ class Variant:
     timeline: tuple[Action, ...] = ()  # replaces the experiment's timeline for this variant
     expect: str = ""  # the outcome expected, in words, written beside the measured one in the report
     instances: int | None = None  # instances of the scaled service it runs, for a scaling-law fit
+    model: str | None = None  # the load model of this variant (the experiment's load.model otherwise)
 
 
 @dataclass(frozen=True)
@@ -368,7 +373,7 @@ class _Reader:
         name = self.text(document.get("name", Path(self.filename).stem), "name")
         load = self.load(document["load"])
         setup = self.actions(document.get("setup", []), "setup", timed=False)
-        variants = self.variants(document.get("variants", []), load.duration)
+        variants = self.variants(document.get("variants", []), load.duration, load.rate)
         timeline = self.actions(document.get("timeline", []), "timeline", timed=True, until=load.duration)
         checks = self.checks(document.get("checks", []), [variant.name for variant in variants])
         scaling_law = self.scaling_law(document.get("scaling_law"), variants)
@@ -421,6 +426,7 @@ class _Reader:
             "longtask_seconds",
             "timeout",
             "max_seconds",
+            "model",
         )
         raw = self.mapping(value, "load", known)
         defaults = LoadProfile()
@@ -437,11 +443,13 @@ class _Reader:
         mix = {name: self.number(weight, f"load.mix.{name}", 0, 1e6) for name, weight in mix_raw.items()}
         if sum(mix.values()) <= 0:
             raise self.fail("load.mix", f"needs at least one positive weight among {', '.join(ENDPOINTS)}")
+        rate = self.number(raw.get("rate", defaults.rate), "load.rate", 0, MAX_RATE)
         return LoadProfile(
             users=users,
             requests=requests,
             duration=duration,
-            rate=self.number(raw.get("rate", defaults.rate), "load.rate", 0, MAX_RATE),
+            rate=rate,
+            model=self.model(raw.get("model", defaults.model), "load.model", rate),
             seed=self.number(raw.get("seed", defaults.seed), "load.seed", 0, 2**63, integer=True),
             mix=mix,
             hot_keys=self.number(raw.get("hot_keys", defaults.hot_keys), "load.hot_keys", 1, 1_000_000, integer=True),
@@ -454,6 +462,13 @@ class _Reader:
                 raw.get("max_seconds", defaults.max_seconds), "load.max_seconds", 1, MAX_DURATION_SECONDS
             ),
         )
+
+    def model(self, value: Any, where: str, rate: float) -> str:
+        if value not in LOAD_MODELS:
+            raise self.fail(where, f"is one of {', '.join(LOAD_MODELS)}, not {_show(value)}")
+        if value == "open" and rate <= 0:
+            raise self.fail(where, "open needs load.rate: requests go out at that rate whether answered or not")
+        return str(value)
 
     def actions(self, value: Any, where: str, timed: bool, until: float | None = None) -> tuple[Action, ...]:
         if value is None:
@@ -493,7 +508,7 @@ class _Reader:
                 raise self.fail(f"{where}.at", f"{at:g} s is not before the end of the load ({until:g} s)")
         return Action(verb, target, knobs, at)
 
-    def variants(self, value: Any, until: float | None = None) -> tuple[Variant, ...]:
+    def variants(self, value: Any, until: float | None = None, rate: float = 0.0) -> tuple[Variant, ...]:
         if value is None or value == []:
             return (Variant(DEFAULT_VARIANT),)
         if not isinstance(value, list):
@@ -501,7 +516,7 @@ class _Reader:
         variants = []
         for index, item in enumerate(value):
             where = f"variants[{index}]"
-            raw = self.mapping(item, where, ("name", "setup", "timeline", "expect", "instances"))
+            raw = self.mapping(item, where, ("name", "setup", "timeline", "expect", "instances", "model"))
             name = self.text(raw.get("name"), f"{where}.name")
             if name in [variant.name for variant in variants]:
                 raise self.fail(f"{where}.name", f"{name!r} is used twice")
@@ -515,6 +530,7 @@ class _Reader:
                     self.actions(raw.get("timeline", []), f"{where}.timeline", timed=True, until=until),
                     " ".join(expect.split()),
                     self.number(raw["instances"], f"{where}.instances", 1, 64, True) if "instances" in raw else None,
+                    self.model(raw["model"], f"{where}.model", rate) if "model" in raw else None,
                 )
             )
         return tuple(variants)

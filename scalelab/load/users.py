@@ -41,6 +41,10 @@ class LabUser(FastHttpUser):
     wait_time = constant(0)  # the source says when each request is due
     source: RequestSource
     namespace: str = ""  # prefixes new keys, so they miss in every run
+    # Open model: send each request when it is due without waiting for the answers before it, and time
+    # it from then. A closed-model user waits, so a stall holds back the requests behind it and hides
+    # their wait from the latencies (coordinated omission).
+    open_model: bool = False
 
     def on_start(self) -> None:
         self.token = ""
@@ -63,7 +67,14 @@ class LabUser(FastHttpUser):
         delay = due - time.time()
         if delay > 0:
             gevent.sleep(delay)
-        sent_at = time.time()
+        if self.open_model:
+            gevent.spawn(self.send, request, due)  # the next one goes out when due, answered or not
+        else:
+            self.send(request, None)
+
+    def send(self, request: Request, scheduled: float | None) -> None:
+        """Send ``request``; time it from ``scheduled`` (open model) or from when it goes out (closed)."""
+        sent_at = time.time() if scheduled is None else scheduled
         self.source.sent(self, request, sent_at)
         started = time.perf_counter()
         response = self.client.request(
@@ -73,6 +84,7 @@ class LabUser(FastHttpUser):
             headers={"Authorization": self.token},
             json=request.body,
         )
-        self.source.answered(self, request, sent_at, time.perf_counter() - started, response)
+        seconds = time.perf_counter() - started if scheduled is None else time.time() - scheduled
+        self.source.answered(self, request, sent_at, seconds, response)
         if response.status_code == 401:
             self.refresh_token()

@@ -63,6 +63,14 @@ def coalescing_saves_database_reads(result: dict) -> None:
     assert across == 3  # one read per key, whichever gateway asked
 
 
+def both_models_met_the_stall(result: dict) -> None:
+    closed, opened = (variant["metrics"] for variant in result["variants"])
+    # The closed model's users were held by the stall too: its slowest requests took it all ...
+    assert closed["max_ms"] > 1500 and opened["max_ms"] > 1500
+    # ... but only the open model's percentiles show it.
+    assert opened["p99_ms"] > 10 * closed["p99_ms"]
+
+
 # What some experiments must show beyond their own checks.
 def every_fault_row_says_what_it_expects(result: dict) -> None:
     # One row per instance and fault, each with its expected outcome beside the measured one.
@@ -73,6 +81,7 @@ def every_fault_row_says_what_it_expects(result: dict) -> None:
 MORE = {
     "failover": failover_is_timed_from_the_pools_own_timestamps,
     "stampede": coalescing_saves_database_reads,
+    "coordinated-omission": both_models_met_the_stall,
     "fault-matrix": every_fault_row_says_what_it_expects,
 }
 

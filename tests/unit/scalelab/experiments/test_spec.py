@@ -21,8 +21,8 @@ from scalelab.experiments.spec import (
 )
 
 BUILTINS = (
-    "algorithms", "caching", "failover", "fault-matrix", "load-balancing", "microservice-routing", "scaling",
-    "scaling-cpu", "stampede",
+    "algorithms", "caching", "coordinated-omission", "failover", "fault-matrix", "load-balancing",
+    "microservice-routing", "scaling", "scaling-cpu", "stampede",
 )  # fmt: skip
 # Long on purpose: one row per instance and fault (its own test keeps each row short).
 LONG = ("fault-matrix",)
@@ -382,3 +382,24 @@ def test_a_scaling_law_needs_every_variant_to_say_its_instances_at_three_counts_
     ):
         with pytest.raises(SpecError, match=message):
             parse({**base, **bad}, "x.yaml")
+
+
+def test_the_load_model_is_closed_unless_told_and_a_variant_may_change_it() -> None:
+    assert parse(minimal(), "mine.yaml").load.model == "closed"
+    document = minimal(variants=[{"name": "open", "model": "open"}, {"name": "closed"}])
+    document["load"]["rate"] = 20
+    experiment = parse(document, "mine.yaml")
+    assert [variant.model for variant in experiment.variants] == ["open", None]
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (minimal(load={"requests": 10, "model": "open"}), r"load\.model: open needs load\.rate"),
+        (minimal(load={"requests": 10, "rate": 5, "model": "ajar"}), r"load\.model: is one of closed, open"),
+        (minimal(variants=[{"name": "v", "model": "open"}]), r"variants\[0\]\.model: open needs load\.rate"),
+    ],
+)
+def test_a_load_model_that_cannot_run_is_refused_naming_the_field(document: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse(document, "mine.yaml")
