@@ -295,6 +295,9 @@ SERVICES: tuple[Service, ...] = (
                 switch=("off", "per_gateway"),
             ),
             _algorithm("Microservice balancing"),
+            # Opens a microservice's breaker after this many failed answers in a row; 0: off.
+            Knob("breaker_failures", "number", 0.0, "Circuit breaker: failures to open", "", 0, 1000, 1),
+            Knob("breaker_cooldown_seconds", "number", 5.0, "Circuit breaker cool-down", "s", 0.1, 600, 0.5),
         ),
     ),
     Service(

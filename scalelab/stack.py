@@ -136,6 +136,11 @@ class StackClient:
                 rotation = f"in rotation in {up} of {len(seen)} pools"
                 if up in (0, len(seen)):
                     rotation = "in rotation" if up else "out of rotation"
+                # A breaker that is not closed: the pools skip it though it passes its health checks.
+                breakers = sorted({view.get("breaker", "closed") for view in seen} - {"closed"})
+                if breakers:
+                    tripped = sum(1 for view in seen if view.get("breaker", "closed") != "closed")
+                    rotation += f" · breaker {' / '.join(b.replace('_', '-') for b in breakers)} in {tripped}"
             if info.state == "stopped":
                 state = "down"
             elif info.state == "paused":

@@ -113,7 +113,7 @@ class Gateway:
         self.tokens = TokenIssuer(config.jwt_secret, config.token_lifetime_seconds)
         discover = config.microservices_discover
         static = [] if discover else parse_backends(config.microservices, "GATEWAY_MICROSERVICES")
-        self.microservices = BalancedTier("microservices", static, config, self.knobs, registry)
+        self.microservices = BalancedTier("microservices", static, config, self.knobs, registry, breakers=True)
         # On Swarm and Kubernetes the microservices come and go as DNS records, not as a list.
         self.discovery = (
             DnsDiscovery(

@@ -40,6 +40,9 @@ class BackendView(Open):
     weight: int
     in_flight: int
     requests_served: int
+    breaker: Literal["closed", "half_open", "open"] = Field(
+        "closed", description="Its circuit breaker: open, the pool sends it nothing until a trial succeeds."
+    )
 
 
 class PoolStatus(Open):

@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .algorithms import Algorithm, make_algorithm
+from .breaker import BREAKER_STATES, CLOSED, Breaker, BreakerPolicy
 from .health import HealthPolicy, HealthState
 
 __all__ = ["IDEMPOTENT_METHODS", "Backend", "Failure", "NoHealthyBackend", "Pool", "retryable"]
@@ -64,6 +65,7 @@ class Backend:
     last_check_ok: bool | None = None
     last_error: str | None = None
     removed: bool = False
+    breaker: Breaker = field(default_factory=lambda: Breaker(BreakerPolicy()))
 
     @property
     def healthy(self) -> bool:
@@ -96,6 +98,10 @@ class Pool(Collector):
         self._retries: dict[str, int] = {}
         self._transitions: dict[tuple[str, str], int] = {}
         self._listeners: list[Callable[[Backend, bool], None]] = []
+        # Shared by every backend's breaker, so a knob change reaches them all at once.
+        self.breaker_policy = BreakerPolicy()
+        self._breaking = False  # some breaker is not closed: choose() must ask them
+        self._breaker_changes: dict[tuple[str, str], int] = {}
         for backend_name, url in backends:
             self.add(backend_name, url)
         if registry is not None:
@@ -110,6 +116,7 @@ class Pool(Collector):
             weight=weight,
             health=HealthState(rise=self.policy.rise, fall=self.policy.fall),
             changed_at=self._clock(),
+            breaker=Breaker(self.breaker_policy),
         )
         with self._lock:
             if any(existing.name == name for existing in self._backends):
@@ -165,9 +172,14 @@ class Pool(Collector):
             if exclude:
                 skip = set(map(id, exclude))
                 candidates = [backend for backend in candidates if id(backend) not in skip]
+            if self._breaking:
+                now = self._clock()
+                candidates = [backend for backend in candidates if backend.breaker.allows(now)]
             if not candidates:
                 raise NoHealthyBackend(self.name, [backend.name for backend in self._backends])
-            return self._algorithm.choose(candidates)
+            picked = self._algorithm.choose(candidates)
+            picked.breaker.picked()
+            return picked
 
     def attempts(self, limit: int | None = None) -> Iterator[Backend]:
         """Yield a different healthy backend for each attempt of one request.
@@ -202,6 +214,28 @@ class Pool(Collector):
             backend.served += 1
             key = (backend.name, str(status))
             self._requests[key] = self._requests.get(key, 0) + 1
+            # A 5xx or no answer at all counts against the backend's breaker.
+            if backend.breaker.record(isinstance(status, int) and status < 500, self._clock()):
+                self._breaker_changed(backend)
+
+    def set_breaker(self, failures: int | None = None, cooldown: float | None = None) -> None:
+        """Change when breakers open (``failures`` in a row; 0 switches them off and closes them) and for how long."""
+        with self._lock:
+            if failures is not None:
+                self.breaker_policy.failures = failures
+            if cooldown is not None:
+                self.breaker_policy.cooldown = cooldown
+            if not self.breaker_policy.failures:
+                for backend in self._backends:
+                    if backend.breaker.state != CLOSED:
+                        backend.breaker.reset()
+                        self._breaker_changed(backend)
+
+    def _breaker_changed(self, backend: Backend) -> None:
+        """Count a breaker's change and note whether choose() must ask the breakers (call under the lock)."""
+        key = (backend.name, backend.breaker.state)
+        self._breaker_changes[key] = self._breaker_changes.get(key, 0) + 1
+        self._breaking = any(b.breaker.state != CLOSED for b in self._backends)
 
     def _count(self, counts: dict[Any, int], key: Any) -> None:
         with self._lock:
@@ -267,10 +301,17 @@ class Pool(Collector):
                     "last_change": backend.changed_at,
                     "seconds_in_state": round(now - backend.changed_at, 3),
                     "last_error": backend.last_error,
+                    "breaker": self._breaker_state(backend, now),
                 }
                 for backend in self._backends
             ],
         }
+
+    def _breaker_state(self, backend: Backend, now: float) -> str:
+        """Return the breaker's state as of ``now`` (an open one past its cool-down reads half-open)."""
+        with self._lock:
+            backend.breaker.allows(now)  # moves an open breaker past its cool-down to half-open
+            return backend.breaker.state
 
     def collect(self) -> Iterable[Any]:
         """Export per-backend metrics from the pool's counters at scrape time (nothing on the hot path)."""
@@ -290,6 +331,14 @@ class Pool(Collector):
         transitions = CounterMetricFamily(
             "scalelab_backend_health_transitions", "Backend health changes, by new state.", labels=[*labels, "to"]
         )
+        breaker = GaugeMetricFamily(
+            "scalelab_backend_breaker_state",
+            "1 for the state the backend's circuit breaker is in.",
+            labels=[*labels, "state"],
+        )
+        breaker_changes = CounterMetricFamily(
+            "scalelab_backend_breaker_transitions", "Circuit breaker changes, by new state.", labels=[*labels, "to"]
+        )
         with self._lock:
             for backend in self._backends:
                 key = [self.name, backend.name]
@@ -301,6 +350,9 @@ class Pool(Collector):
                 retries.add_metric(key, self._retries.get(backend.name, 0))
                 for state in ("up", "down"):
                     transitions.add_metric([*key, state], self._transitions.get((backend.name, state), 0))
+                for state in BREAKER_STATES:
+                    breaker.add_metric([*key, state], 1.0 if backend.breaker.state == state else 0.0)
+                    breaker_changes.add_metric([*key, state], self._breaker_changes.get((backend.name, state), 0))
             for (backend_name, status), count in sorted(self._requests.items()):
                 requests.add_metric([self.name, backend_name, status], count)
-        yield from (up, in_flight, weight, check, requests, retries, transitions)
+        yield from (up, in_flight, weight, check, requests, retries, transitions, breaker, breaker_changes)

@@ -61,6 +61,14 @@ class PoolSettings:
     health_timeout: float = setting(0.3, "SCALELAB_HEALTH_TIMEOUT", "Seconds a health check may take.")
     health_fall: int = setting(2, "SCALELAB_HEALTH_FALL", "Failed checks in a row that mark a backend down.")
     health_rise: int = setting(2, "SCALELAB_HEALTH_RISE", "Passed checks in a row that mark it up again.")
+    breaker_failures: int = setting(
+        0,
+        "SCALELAB_BREAKER_FAILURES",
+        "Failed answers in a row (5xx or none) that open a backend's circuit breaker; 0 switches breakers off.",
+    )
+    breaker_cooldown_seconds: float = setting(
+        5.0, "SCALELAB_BREAKER_COOLDOWN_SECONDS", "Seconds an open breaker waits before it lets one trial through."
+    )
     discover_interval: float = setting(
         1.0,
         "SCALELAB_DISCOVER_INTERVAL",

@@ -84,15 +84,37 @@ class BalancedTier:
         knobs: Knobs,
         registry: CollectorRegistry | None,
         probe: Probe = http_probe,
+        breakers: bool = False,
     ) -> None:
+        """``breakers``: the tier's circuit breakers get knobs (breaker_failures, breaker_cooldown_seconds)."""
         self.settings = settings
         self.pool = Pool(name, backends, settings.algorithm, settings.health_policy(), registry)
+        self.pool.set_breaker(settings.breaker_failures, settings.breaker_cooldown_seconds)
         self.checker = HealthChecker(self.pool, self.pool.policy, probe)
         self.knobs = knobs
         self._clients: dict[str, HttpClient] = {}
         # Serializes adds and removes, so two removals at once cannot both pass the "not the last one" check.
         self._membership = threading.Lock()
         knobs.add(Knob("algorithm", settings.algorithm, f"How {name} picks a backend.", choices=tuple(ALGORITHMS)))
+        if breakers:
+            knobs.add(
+                Knob(
+                    "breaker_failures",
+                    float(settings.breaker_failures),
+                    f"Failed answers in a row that open the circuit breaker of one of {name}; 0: off.",
+                    0,
+                    1000,
+                )
+            )
+            knobs.add(
+                Knob(
+                    "breaker_cooldown_seconds",
+                    float(settings.breaker_cooldown_seconds),
+                    "Seconds an open breaker waits before one trial request.",
+                    0.1,
+                    600,
+                )
+            )
         for backend in self.pool.backends():
             self._add_weight_knob(backend)
         knobs.on_change(self._apply)
@@ -114,6 +136,10 @@ class BalancedTier:
     def _apply(self, name: str, value: Any) -> None:
         if name == "algorithm":
             self.pool.set_algorithm(value)
+        elif name == "breaker_failures":
+            self.pool.set_breaker(failures=int(value))
+        elif name == "breaker_cooldown_seconds":
+            self.pool.set_breaker(cooldown=value)
         elif name.startswith(WEIGHT_PREFIX):
             # The backend may have been removed between the knob change and this call.
             with contextlib.suppress(KeyError):

@@ -268,6 +268,7 @@ def test_snapshot_describes_policy_and_every_backend(clock):
         "last_change": clock.now - 3,
         "seconds_in_state": 3.0,
         "last_error": None,
+        "breaker": "closed",
     }
     assert by_name["c"]["last_check_latency_ms"] is None
 

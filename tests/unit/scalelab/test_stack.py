@@ -37,6 +37,15 @@ def test_an_instance_healthy_in_some_pools_says_in_how_many(client: StackClient)
     assert tile.detail == "in rotation in 1 of 2 pools"
 
 
+def test_a_tripped_circuit_breaker_shows_on_the_tile_with_how_many_pools_skip_the_instance(client: StackClient):
+    pools = {
+        "gateway-1": {"backends": [{**backend("microservice-2", True), "breaker": "open"}]},
+        "gateway-2": {"backends": [{**backend("microservice-2", True), "breaker": "closed"}]},
+    }
+    [tile] = client.tiles([instance("microservice-2", "microservice", 5006)], pools)
+    assert tile.detail == "in rotation · breaker open in 1"
+
+
 def test_a_running_instance_no_pool_counts_healthy_yet_is_starting(client: StackClient):
     pools = {"load-balancer": {"backends": [backend("gateway-2", False, served=7)]}}
     [tile] = client.tiles([instance("gateway-2", "gateway", 5003)], pools)

@@ -21,7 +21,7 @@ from scalelab.experiments.spec import (
 )
 
 BUILTINS = (
-    "algorithms", "caching", "coordinated-omission", "failover", "fault-matrix", "load-balancing",
+    "algorithms", "caching", "circuit-breaker", "coordinated-omission", "failover", "fault-matrix", "load-balancing",
     "microservice-routing", "scaling", "scaling-cpu", "stampede",
 )  # fmt: skip
 # Long on purpose: one row per instance and fault (its own test keeps each row short).
