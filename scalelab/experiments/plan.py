@@ -61,8 +61,9 @@ class Schedule:
     """Hand out the plan's requests in order, each with the time it is due; None when the load is over.
 
     With a rate, request ``n`` is due ``n / rate`` s after the start (users late on it send it at
-    once); without, it is due when taken. A duration-limited load ends at ``start + duration``;
-    a count-mode load when the plan is exhausted or after ``max_seconds``.
+    once), the rate moving as the profile's shape says; without, it is due when taken. A
+    duration-limited load ends at ``start + duration``; a count-mode load when the plan is
+    exhausted or after ``max_seconds``.
     """
 
     def __init__(self, profile: LoadProfile, start: float, clock: Callable[[], float] = time.time) -> None:
@@ -73,6 +74,7 @@ class Schedule:
         self.end = start + (profile.duration if profile.duration is not None else profile.max_seconds)
         self.taken = 0
         self.stopped = False
+        self._next_due = start  # with a rate: when the next request is due, stepping by the shape's rate then
 
     def stop(self) -> None:
         """Hand out nothing more."""
@@ -84,7 +86,12 @@ class Schedule:
         if self.stopped or now >= self.end:
             self.stopped = True
             return None
-        due = self.start + self.taken / self.profile.rate if self.profile.rate > 0 else now
+        if self.profile.rate <= 0:
+            due = now
+        elif self.profile.shape == "constant":
+            due = self.start + self.taken / self.profile.rate  # exact: no sum of steps drifts past the end
+        else:
+            due = self._next_due
         if due >= self.end:
             self.stopped = True
             return None
@@ -93,4 +100,7 @@ class Schedule:
             self.stopped = True
             return None
         self.taken += 1
+        if self.profile.rate > 0:
+            rate = self.profile.rate_at(due - self.start)
+            self._next_due = due + 1 / rate if rate > 0 else self.end
         return request, due

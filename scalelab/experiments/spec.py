@@ -50,6 +50,7 @@ MAX_REQUESTS = 100_000
 MAX_DURATION_SECONDS = 600.0
 MAX_RATE = 5_000.0
 LOAD_MODELS = ("closed", "open")
+LOAD_SHAPES = ("constant", "ramp", "steps", "spike")
 MAX_REQUEST_TIMEOUT = 60.0
 DEFAULT_VARIANT = "default"
 # A mapping's ``<<: *anchor`` key; the keys it merges in may repeat the mapping's own.
@@ -71,6 +72,24 @@ class LoadProfile:
     # closed: each user waits for an answer before it sends again, and latency counts from the send;
     # open: every request goes out when it is due, answered or not, and latency counts from then.
     model: str = "closed"
+    # How the rate moves over a duration-limited load: constant; ramp (from rate to peak_rate); steps
+    # (rate, then evenly up to peak_rate in `steps` steps); spike (peak_rate through the middle fifth).
+    shape: str = "constant"
+    peak_rate: float = 0.0
+    steps: int = 4
+
+    def rate_at(self, elapsed: float) -> float:
+        """Return the requests per second due ``elapsed`` seconds into the load, as the shape says."""
+        if self.shape == "constant" or self.duration is None:
+            return self.rate
+        share = min(max(elapsed / self.duration, 0.0), 1.0)
+        if self.shape == "ramp":
+            return self.rate + (self.peak_rate - self.rate) * share
+        if self.shape == "steps":
+            step = min(int(share * self.steps), self.steps - 1)
+            return self.rate + (self.peak_rate - self.rate) * step / max(self.steps - 1, 1)
+        return self.peak_rate if 0.4 <= share < 0.6 else self.rate  # spike
+
     seed: int = 1
     mix: dict[str, float] = field(default_factory=lambda: dict(load_mix.DEFAULT_MIX))
     hot_keys: int = load_mix.DEFAULT_HOT_KEYS
@@ -427,6 +446,9 @@ class _Reader:
             "timeout",
             "max_seconds",
             "model",
+            "shape",
+            "peak_rate",
+            "steps",
         )
         raw = self.mapping(value, "load", known)
         defaults = LoadProfile()
@@ -444,7 +466,16 @@ class _Reader:
         if sum(mix.values()) <= 0:
             raise self.fail("load.mix", f"needs at least one positive weight among {', '.join(ENDPOINTS)}")
         rate = self.number(raw.get("rate", defaults.rate), "load.rate", 0, MAX_RATE)
+        shape = raw.get("shape", defaults.shape)
+        if shape not in LOAD_SHAPES:
+            raise self.fail("load.shape", f"is one of {', '.join(LOAD_SHAPES)}, not {_show(shape)}")
+        peak_rate = self.number(raw.get("peak_rate", defaults.peak_rate), "load.peak_rate", 0, MAX_RATE)
+        if shape != "constant" and (duration is None or rate <= 0 or peak_rate <= 0):
+            raise self.fail("load.shape", f"{shape} needs duration, rate and peak_rate (the rate it reaches)")
         return LoadProfile(
+            shape=shape,
+            peak_rate=peak_rate,
+            steps=self.number(raw.get("steps", defaults.steps), "load.steps", 2, 100, integer=True),
             users=users,
             requests=requests,
             duration=duration,

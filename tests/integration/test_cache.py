@@ -68,13 +68,20 @@ def test_coalescing_across_gateways_makes_one_database_query_through_the_balance
 
 
 def test_coalescing_per_gateway_makes_one_query_per_gateway_and_off_one_per_request(healthy_stack: Stack) -> None:
-    _, per_gateway = _first_reads_through_the_balancer(healthy_stack)
-    assert 1 <= per_gateway <= 2  # each gateway's single-flight reads once (two, unless one filled in time)
-    _set_coalescing(healthy_stack, False)  # the switch it once was: false is off
+    # A slow read keeps the first one out while the other requests arrive, however slowly they are sent.
+    knobs = requests.get(healthy_stack.url("database") + "/control", headers=healthy_stack.admin(), timeout=T)
+    latency = knobs.json()["knobs"]["latency_ms"]["value"]
+    healthy_stack.control("database", latency_ms=400)
     try:
-        _, off = _first_reads_through_the_balancer(healthy_stack)
+        _, per_gateway = _first_reads_through_the_balancer(healthy_stack)
+        _set_coalescing(healthy_stack, False)  # the switch it once was: false is off
+        try:
+            _, off = _first_reads_through_the_balancer(healthy_stack)
+        finally:
+            _set_coalescing(healthy_stack, True)
     finally:
-        _set_coalescing(healthy_stack, True)
+        healthy_stack.control("database", latency_ms=latency)
+    assert 1 <= per_gateway <= 2  # each gateway's single-flight reads once (two, unless one filled in time)
     assert off > 2 * per_gateway
 
 

@@ -115,3 +115,42 @@ def test_a_count_plan_ends_when_exhausted_or_stopped() -> None:
     capped = Schedule(LoadProfile(requests=3, max_seconds=10), start=1000.0, clock=clock)
     clock.now = 1010.0
     assert capped.take() is None
+
+
+def _due_times(profile: LoadProfile) -> list[float]:
+    schedule = Schedule(profile, 1000.0, clock=lambda: 1000.0)
+    due = []
+    while (taken := schedule.take()) is not None:
+        due.append(taken[1] - 1000.0)
+    return due
+
+
+def _close(measured: list[int], expected: list[int]) -> bool:
+    # One request may fall either side of a second's edge: due times are sums of 1/rate steps.
+    return all(abs(got - want) <= 1 for got, want in zip(measured, expected, strict=True))
+
+
+def _per_second(due: list[float], duration: int) -> list[int]:
+    counts = Counter(int(moment) for moment in due)
+    return [counts[second] for second in range(duration)]
+
+
+def test_a_ramp_rises_from_the_rate_to_the_peak_rate() -> None:
+    rates = _per_second(_due_times(LoadProfile(duration=10, rate=10, shape="ramp", peak_rate=50)), 10)
+    assert rates[0] in (10, 11, 12) and rates[-1] in range(44, 51)
+    assert rates == sorted(rates)
+
+
+def test_steps_hold_each_rate_for_an_equal_share_of_the_duration() -> None:
+    rates = _per_second(_due_times(LoadProfile(duration=8, rate=10, shape="steps", peak_rate=40, steps=4)), 8)
+    assert _close(rates, [10, 10, 20, 20, 30, 30, 40, 40])
+
+
+def test_a_spike_sends_the_peak_rate_through_the_middle_fifth() -> None:
+    rates = _per_second(_due_times(LoadProfile(duration=10, rate=10, shape="spike", peak_rate=100)), 10)
+    assert _close(rates, [10] * 4 + [100, 100] + [10] * 4)
+
+
+def test_a_constant_shape_keeps_request_n_due_at_n_over_rate() -> None:
+    due = _due_times(LoadProfile(duration=2, rate=50))
+    assert len(due) == 100 and due[37] == pytest.approx(37 / 50)

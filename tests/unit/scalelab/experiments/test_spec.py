@@ -403,3 +403,15 @@ def test_the_load_model_is_closed_unless_told_and_a_variant_may_change_it() -> N
 def test_a_load_model_that_cannot_run_is_refused_naming_the_field(document: dict[str, Any], message: str) -> None:
     with pytest.raises(SpecError, match=message):
         parse(document, "mine.yaml")
+
+
+def test_a_load_shape_needs_a_duration_a_rate_and_a_peak() -> None:
+    document = minimal(load={"duration": 10, "rate": 10, "shape": "ramp", "peak_rate": 40})
+    load_ = parse(document, "mine.yaml").load
+    assert (load_.shape, load_.peak_rate, load_.rate_at(5)) == ("ramp", 40, 25)
+    for bad, message in (
+        ({"requests": 10, "rate": 10, "shape": "ramp", "peak_rate": 40}, "ramp needs duration, rate and peak_rate"),
+        ({"duration": 10, "rate": 10, "shape": "sawtooth"}, "is one of constant, ramp, steps, spike"),
+    ):
+        with pytest.raises(SpecError, match=message):
+            parse(minimal(load=bad), "mine.yaml")
