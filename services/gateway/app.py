@@ -136,6 +136,7 @@ class Gateway:
             self.knobs,
             registry,
             config.cache_retry_seconds,
+            breaker_policy=self.microservices.pool.breaker_policy,
         )
         self.worker = HttpClient(
             config.worker_url,
@@ -145,7 +146,11 @@ class Gateway:
 
     def health(self) -> dict[str, Any]:
         """Return this gateway's fields for /health: its id and whether it uses the cache now."""
-        return {"gateway_id": self.config.gateway_id, "cache": self.cache_aside.cache_state()}
+        return {
+            "gateway_id": self.config.gateway_id,
+            "cache": self.cache_aside.cache_state(),
+            "database_breaker": self.cache_aside.database_breaker(),
+        }
 
     def deadline(self) -> Deadline:
         """Return the current request's deadline: the budget from now, or the caller's X-Request-Deadline if sooner."""

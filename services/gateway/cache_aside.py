@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..kit import ApiError, ConfigError, HttpClient, Knobs, SingleFlight, UpstreamError
+from ..kit.breaker import BREAKER_STATES, CLOSED, Breaker, BreakerPolicy
 from ..kit.deadline import Deadline
 
 __all__ = ["ACROSS_GATEWAYS", "COALESCING", "OFF", "PER_GATEWAY", "CacheAside", "cache_key", "coalescing_mode"]
@@ -60,7 +62,9 @@ class CacheAside:
         registry: CollectorRegistry,
         retry_after: float,
         clock: Callable[[], float] = time.monotonic,
+        breaker_policy: BreakerPolicy | None = None,
     ) -> None:
+        """``breaker_policy``: when the database's circuit breaker opens (shared with the microservices' pool)."""
         self._cache = cache
         self._database = database
         self._knobs = knobs
@@ -80,6 +84,16 @@ class CacheAside:
         self.database_reads = Counter(
             "scalelab_gateway_database_reads", "Reads sent to the database.", registry=registry
         )
+        # The database's circuit breaker: after a run of failed reads, refuse at once for a cool-down.
+        self._database_breaker = Breaker(breaker_policy or BreakerPolicy())
+        self._breaker_lock = threading.Lock()
+        self.breaker_state = Gauge(
+            "scalelab_gateway_breaker_state",
+            "1 for the state of the gateway's circuit breaker on a dependency.",
+            ["target", "state"],
+            registry=registry,
+        )
+        self._show_breaker()
         self.lease_waits = Counter(
             "scalelab_gateway_lease_waits",
             "Reads that waited for another gateway to fill the key (coalescing across gateways).",
@@ -200,7 +214,42 @@ class CacheAside:
         filling = bool(isinstance(body, dict) and body.get("filling"))
         return None, token if isinstance(token, str) else None, filling
 
+    def database_breaker(self) -> str:
+        """Return the state of the database's circuit breaker (closed, half_open or open)."""
+        with self._breaker_lock:
+            self._database_breaker.allows(self._clock())  # an open one past its cool-down reads half-open
+            return self._database_breaker.state
+
+    def _show_breaker(self) -> None:
+        for state in BREAKER_STATES:
+            self.breaker_state.labels("database", state).set(1.0 if self._database_breaker.state == state else 0.0)
+
+    def _database_allowed(self) -> bool:
+        with self._breaker_lock:
+            breaker = self._database_breaker
+            if not breaker.policy.failures and breaker.state != CLOSED:
+                breaker.reset()  # breakers were switched off
+                self._show_breaker()
+            allowed = breaker.allows(self._clock())
+            if allowed:
+                breaker.picked()
+            self._show_breaker()
+            return allowed
+
+    def _database_answered(self, ok: bool) -> None:
+        with self._breaker_lock:
+            if self._database_breaker.record(ok, self._clock()):
+                log.warning("the database's circuit breaker is now %s", self._database_breaker.state)
+                self._show_breaker()
+
     def _load(self, key: str, fill_cache: bool, deadline: Deadline, lease: str | None = None) -> Any:
+        if not self._database_allowed():
+            policy = self._database_breaker.policy
+            raise ApiError(
+                503,
+                f"the database's circuit breaker is open after {policy.failures} failed reads in a row: reads are "
+                f"refused for {policy.cooldown:g} s, then one tries it again; check the database instance",
+            )
         self.database_reads.inc()
         try:
             response = self._database.request(
@@ -212,10 +261,15 @@ class CacheAside:
             body = response.json() if response.body else None
         except UpstreamError as exc:
             if deadline.expired():
+                self._database_answered(True)  # our budget ran out: no verdict on the database
                 raise deadline.exceeded("the database") from None
+            self._database_answered(False)
             raise ApiError(503, f"database unavailable ({exc}); check the database instance") from None
         except ValueError:
+            self._database_answered(False)
             raise ApiError(502, f"database answered {response.status} with a body that is not JSON") from None
+        # A 504 is the deadline we gave it running out (our budget), not the database failing.
+        self._database_answered(response.status < 500 or response.status == 504)
         if response.status != 200 or not isinstance(body, dict):
             message = body.get("error") if isinstance(body, dict) else None
             status = response.status

@@ -574,3 +574,46 @@ def test_a_cache_cut_short_by_the_budget_is_not_marked_down(make_gateway, backen
     assert_json_error(client.get("/data?key=1", headers=headers), 504)
     assert client.get("/health").get_json()["cache"] == "available"
     assert registry.get_sample_value("scalelab_gateway_cache_lookups_total", {"result": "error"}) is None
+
+
+# ------------------------------------------------------------------ the database's circuit breaker
+
+
+def test_the_database_breaker_refuses_at_once_after_failed_reads_and_closes_after_a_good_trial(make_gateway):
+    database = CannedServer()
+    try:
+        for key in ("a", "b", "c", "d"):
+            database.json("GET", f"/db/{key}", {"error": "disk on fire", "status": 500}, status=500)
+        client = make_gateway(database_url=database.url).test_client()  # no cache: every read goes to it
+        admin = {"X-Admin-Token": "t"}
+        changed = client.put("/control", json={"breaker_failures": 2, "breaker_cooldown_seconds": 0.3}, headers=admin)
+        assert changed.status_code == 200
+        headers = auth(client)
+        for key in ("a", "b"):
+            assert (
+                "database answered 500"
+                in assert_json_error(client.get(f"/data?key={key}", headers=headers), 503)["error"]
+            )
+        refused = assert_json_error(client.get("/data?key=c", headers=headers), 503)
+        assert "circuit breaker is open after 2 failed reads" in refused["error"]
+        assert [path for path in database.paths() if path.startswith("/db/")] == ["/db/a", "/db/b"]
+        assert client.get("/health").get_json()["database_breaker"] == "open"
+        time.sleep(0.35)
+        database.json("GET", "/db/d", {"id": "d", "name": "Record d", "value": 4, "checksum": "x"})
+        assert client.get("/data?key=d", headers=headers).status_code == 200  # the trial, and it succeeded
+        assert client.get("/health").get_json()["database_breaker"] == "closed"
+    finally:
+        database.stop()
+
+
+def test_the_database_breaker_is_off_by_default(make_gateway):
+    database = CannedServer()
+    try:
+        database.json("GET", "/db/a", {"error": "no", "status": 500}, status=500)
+        client = make_gateway(database_url=database.url).test_client()
+        headers = auth(client)
+        for _ in range(10):
+            assert "database answered 500" in client.get("/data?key=a", headers=headers).get_json()["error"]
+        assert client.get("/health").get_json()["database_breaker"] == "closed"
+    finally:
+        database.stop()
