@@ -109,7 +109,7 @@ class Pool:
     status_route: str  # GET: the backends with their health and in-flight requests
     members_route: str  # POST {name, url} adds a backend; DELETE <route>/<name> removes one
     members_env: str  # the holder's variable listing the members at start (name=url,...)
-    # The holder's variable naming a DNS name and port (``tasks.gateway:5000``) whose A records are the members,
+    # The holder's variable naming a DNS name and port (``tasks.<service>:<port>``) whose A records are the members,
     # re-resolved every few seconds: how Docker Swarm and Kubernetes (headless Services) hand the pool its backends.
     discover_env: str = ""
 

@@ -9,13 +9,13 @@ test checks the committed one is current.
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
 from scalelab import catalog
-from scalelab.paths import source_root
+from scalelab.paths import source_root, stack_file
 from scalelab.topology import Secrets, container_host, instance_env, lab_ports, service_of
 
 __all__ = [
@@ -89,7 +89,8 @@ def _ports(name: str) -> list[str]:
     return [f"127.0.0.1:{port}:{port}"] if port else []
 
 
-def _python_healthcheck() -> dict[str, Any]:
+def python_healthcheck() -> dict[str, Any]:
+    """Return the health check the lab's images run: ``python -m services.healthcheck``."""
     return {"test": ["CMD", "python", "-m", "services.healthcheck"], **HEALTHCHECK}
 
 
@@ -99,6 +100,14 @@ def _depends(svc: catalog.Service) -> dict[str, Any]:
         instance for dependency in svc.depends_on for instance in catalog.instance_names(catalog.service(dependency))
     ]
     return {name: {"condition": "service_healthy"} for name in names}
+
+
+def bind_mount(volume: str) -> tuple[Path, str] | None:
+    """Return ``(stack file, path in the container)`` of a bind mount from the checkout (``./x:/y:ro``), else None."""
+    source, _, rest = volume.partition(":")
+    if not source.startswith("./"):
+        return None
+    return stack_file(*PurePosixPath(source).parts), rest.partition(":")[0]
 
 
 def limits(svc: catalog.Service) -> dict[str, Any]:
@@ -120,7 +129,7 @@ def _lab_service(name: str, port: int, ports: dict[str, int]) -> dict[str, Any]:
         "build": dict(SERVICES_BUILD),  # a copy: a shared dict would come out as a YAML alias
         "image": SERVICES_IMAGE,
         "environment": dict(sorted(env.items())),
-        "healthcheck": _python_healthcheck(),
+        "healthcheck": python_healthcheck(),
     }
     spec.update(limits(svc))
     if svc.depends_on:
@@ -155,7 +164,7 @@ def _loadgen_service(svc: catalog.Service) -> dict[str, Any]:
         },
         "ports": _ports(svc.name),
         "depends_on": _depends(svc),
-        "healthcheck": _python_healthcheck(),
+        "healthcheck": python_healthcheck(),
     }
 
 
@@ -239,7 +248,7 @@ def _dashboard_service(svc: catalog.Service) -> dict[str, Any]:
         "volumes": [f"{DOCKER_SOCKET}:{DOCKER_SOCKET}", f"./results:{CONTAINER_RESULTS}"],
         "ports": _ports(svc.name),
         "depends_on": _depends(svc),
-        "healthcheck": _python_healthcheck(),
+        "healthcheck": python_healthcheck(),
     }
 
 

@@ -28,7 +28,7 @@ import yaml
 
 from scalelab import catalog
 from scalelab.generate import scrape
-from scalelab.generate.compose import CONTAINER_DATA, PROJECT, compose_document
+from scalelab.generate.compose import CONTAINER_DATA, PROJECT, bind_mount, compose_document
 from scalelab.paths import stack_file
 from scalelab.topology import Secrets, instance_env, lab_ports, service_of
 from services.kit.origin import ALLOWED_HOSTS_ENV
@@ -357,20 +357,12 @@ def _prometheus(svc: catalog.Service, composed: Composed) -> list[Document]:
     ]
 
 
-def _bind_mount(volume: str) -> tuple[Path, str] | None:
-    """Return ``(stack file, path in the container)`` of a compose bind mount from the checkout (``./x:/y:ro``)."""
-    source, _, rest = volume.partition(":")
-    if not source.startswith("./"):
-        return None
-    return stack_file(*PurePosixPath(source).parts), rest.partition(":")[0]
-
-
 def _grafana(svc: catalog.Service, composed: Composed) -> list[Document]:
     """Return Grafana with the files compose mounts, each from a ConfigMap at the same path."""
     spec = composed[svc.name]
     maps, volumes, mounts = [], [], []
     for volume in spec["volumes"]:
-        found = _bind_mount(volume)
+        found = bind_mount(volume)
         if found is None:
             continue
         source, target = found

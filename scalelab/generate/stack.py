@@ -28,8 +28,11 @@ from scalelab.generate.compose import (
     HEALTHCHECK,
     SECRETS,
     SERVICES_IMAGE,
+    bind_mount,
+    compose_document,
     grafana_environment,
     loadgen_command,
+    python_healthcheck,
 )
 from scalelab.generate.scrape import RULE_FILES, prometheus_config
 from scalelab.paths import stack_file
@@ -110,10 +113,6 @@ def _published(svc: catalog.Service) -> list[dict[str, Any]]:
     return [{"target": port, "published": port, "protocol": "tcp", "mode": "host"}]
 
 
-def _healthcheck(svc: catalog.Service) -> dict[str, Any]:
-    return {"test": ["CMD", "python", "-m", "services.healthcheck"], **HEALTHCHECK}
-
-
 def _lab_service(svc: catalog.Service) -> dict[str, Any]:
     first = catalog.instance_names(svc)[0]
     port = svc.ports[0]
@@ -134,7 +133,7 @@ def _lab_service(svc: catalog.Service) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "image": SERVICES_IMAGE,
         "environment": dict(sorted(env.items())),
-        "healthcheck": _healthcheck(svc),
+        "healthcheck": python_healthcheck(),
         "networks": [NETWORK],
         "deploy": _deploy(svc, len(catalog.instance_names(svc))),
     }
@@ -157,7 +156,7 @@ def _loadgen_service(svc: catalog.Service) -> dict[str, Any]:
             "SCALELAB_HEALTH_PATH": svc.health_path,
             ALLOWED_HOSTS_ENV: ALLOWED_HOSTS,
         },
-        "healthcheck": _healthcheck(svc),
+        "healthcheck": python_healthcheck(),
         "networks": [NETWORK],
         "ports": _published(svc),
         "deploy": _deploy(svc),
@@ -227,7 +226,7 @@ def _dashboard_service(svc: catalog.Service) -> dict[str, Any]:
         "user": "root",  # the engine's socket is root:docker on the host
         "environment": env,
         "volumes": [f"{DOCKER_SOCKET}:{DOCKER_SOCKET}", f"{VOLUME_PREFIX}dashboard-results:{CONTAINER_RESULTS}"],
-        "healthcheck": _healthcheck(svc),
+        "healthcheck": python_healthcheck(),
         "networks": [NETWORK],
         "ports": _published(svc),
         "deploy": _deploy(svc, manager=True),
@@ -307,20 +306,18 @@ def stack_document(
     }
     for rule_file in RULE_FILES:
         prometheus_files[config(rule_file, stack_file("prometheus", rule_file).read_bytes())] = rule_file
+    # Grafana gets the files compose bind-mounts into it, at the same paths, one swarm config each.
     grafana_files: dict[str, str] = {}
-    grafana_root = stack_file("grafana")
-    for path in sorted(grafana_root.rglob("*")):
-        if path.is_file():
-            relative = path.relative_to(grafana_root).as_posix()
-            target = {
-                "grafana.ini": "/etc/grafana/grafana.ini",
-            }.get(relative)
-            if target is None and relative.startswith("provisioning/"):
-                target = f"/etc/grafana/{relative}"
-            elif target is None and relative.startswith("dashboards/"):
-                target = f"/var/lib/grafana/{relative}"
-            if target is not None:
-                grafana_files[config(relative, path.read_bytes())] = target
+    for volume in compose_document()["services"][catalog.service("grafana").name]["volumes"]:
+        found = bind_mount(volume)
+        if found is None:
+            continue
+        source, target = found
+        files = [source] if source.is_file() else sorted(path for path in source.rglob("*") if path.is_file())
+        for path in files:
+            relative = path.name if path == source else f"{source.name}/{path.relative_to(source).as_posix()}"
+            inside = target if path == source else f"{target}/{path.relative_to(source).as_posix()}"
+            grafana_files[config(relative, path.read_bytes())] = inside
 
     wanted = services or [svc.name for svc in catalog.SERVICES]
     out: dict[str, Any] = {}

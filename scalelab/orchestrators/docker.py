@@ -69,6 +69,8 @@ class DockerOrchestrator(Orchestrator):
 
     limits_instances = True  # docker-compose.yml gives each container the catalog's cpus and mem_limit
     reports_seen_at = "./results beside docker-compose.yml"  # the control container's results folder, mounted
+    #: How a user brings a stopped container back, for error messages ({name}: the instance).
+    start_hint = "`docker compose start {name}` first"
 
     def __init__(self, client: Any = None, project: str = PROJECT, in_network: bool = False) -> None:
         """Control ``project``'s containers; ``in_network``: the caller runs inside the compose network."""
@@ -186,7 +188,7 @@ class DockerOrchestrator(Orchestrator):
         if control is None or control.status != "running":
             raise OrchestratorError(
                 f"{what}: the {CONTROL_CONTAINER} container, which reaches the pools from inside the network, "
-                f"is not running; `docker compose start {CONTROL_CONTAINER}` first"
+                f"is not running; {self.start_hint.format(name=CONTROL_CONTAINER)}"
             )
         code, output = control.exec_run(["python", "-m", "scalelab.membership", *args])
         if code != 0:

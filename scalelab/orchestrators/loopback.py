@@ -1,6 +1,6 @@
 """Keep a swarm's published ports to this machine: the routing mesh listens on every interface.
 
-Docker Swarm cannot publish a port on one address (compose can: ``127.0.0.1:8000:8000``), so
+Docker Swarm cannot publish a port on one address (compose can: ``127.0.0.1:<port>:<port>``), so
 the lab's ports would be open to the whole network. Docker's documented place for such a
 policy is the ``DOCKER-USER`` chain, which sees every packet the engine forwards to a container
 before its own rules: a rule per port there drops connections to it that arrived on any

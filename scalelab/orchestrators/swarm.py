@@ -88,6 +88,7 @@ class SwarmOrchestrator(DockerOrchestrator):
 
     limits_instances = True  # the stack file gives each task the catalog's CPU and memory limits
     reports_seen_at = None  # in a volume of the control page's node: copied out
+    start_hint = "the swarm replaces its task after the restart delay (`scalelab start {name}` waits for it)"
 
     def __init__(self, client: Any = None, stack: str = STACK, in_network: bool = False) -> None:
         """Control ``stack``'s tasks; ``in_network``: the caller runs inside the stack's network."""
@@ -160,7 +161,6 @@ class SwarmOrchestrator(DockerOrchestrator):
         state = "stopped"
         health = None
         if container is not None and task is not None and task["Status"]["State"] == "running":
-            container.reload()
             state = STATES.get(container.status, "stopped")
             if state == "running":
                 health = container.attrs["State"].get("Health", {}).get("Status")
@@ -262,21 +262,6 @@ class SwarmOrchestrator(DockerOrchestrator):
                 return
             time.sleep(POLL_SECONDS)
         raise OrchestratorError(f"the swarm did not scale {info.service} in within {HEALTH_TIMEOUT_SECONDS:.0f} s")
-
-    def _membership(self, args: list[str], what: str) -> None:
-        if self.in_network:
-            super()._membership(args, what)
-            return
-        control = self._containers().get(catalog.service("dashboard").name)
-        if control is None or control.status != "running":
-            raise OrchestratorError(f"{what}: the control page's task, which reaches the pools, is not running here")
-        code, output = control.exec_run(["python", "-m", "scalelab.membership", *args])
-        if code != 0:
-            raise OrchestratorError(f"{what}: {output.decode(errors='replace').strip()}")
-
-    def run_control(self, command: list[str], files: dict[str, bytes] | None = None) -> tuple[int, str]:
-        """Run ``command`` in the control page's task, inside the stack's network."""
-        return self.run_inside(catalog.service("dashboard").name, command, files)
 
     # ---------------------------------------------------------------- the stack
     def up(self, directory: Path, environ: Mapping[str, str], open_ports: bool = False) -> list[str]:

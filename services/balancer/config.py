@@ -18,7 +18,7 @@ class BalancerConfig(ServiceSettings, PoolSettings):
     discover: str = setting(
         "",
         "BALANCER_DISCOVER",
-        "host:port whose DNS records are the gateways (tasks.gateway:5000 on Docker Swarm), re-resolved every "
-        "SCALELAB_DISCOVER_INTERVAL; when set, BALANCER_BACKENDS is not used.",
+        "host:port whose DNS records are the gateways (tasks.gateway and the gateways' port on Docker Swarm), "
+        "re-resolved every SCALELAB_DISCOVER_INTERVAL; when set, BALANCER_BACKENDS is not used.",
     )
     connect_timeout: float = setting(1.0, "BALANCER_CONNECT_TIMEOUT", "Seconds to wait for a connection to a gateway.")

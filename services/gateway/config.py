@@ -34,8 +34,8 @@ class GatewayConfig(ServiceSettings, PoolSettings):
     microservices_discover: str = setting(
         "",
         "GATEWAY_MICROSERVICES_DISCOVER",
-        "host:port whose DNS records are the microservices (tasks.microservice:5001 on Docker Swarm), re-resolved "
-        "every SCALELAB_DISCOVER_INTERVAL; when set, GATEWAY_MICROSERVICES is not used.",
+        "host:port whose DNS records are the microservices (tasks.microservice and its port on Docker Swarm), "
+        "re-resolved every SCALELAB_DISCOVER_INTERVAL; when set, GATEWAY_MICROSERVICES is not used.",
     )
     cache_enabled: bool = setting(True, "GATEWAY_CACHE_ENABLED", "Start with cache-aside on.")
     cache_ttl_seconds: float = setting(30.0, "GATEWAY_CACHE_TTL_SECONDS", "TTL of entries the gateway stores.")

@@ -42,7 +42,10 @@ class DnsTarget:
         """Parse ``host:port``; raise ConfigError naming ``env`` otherwise."""
         host, sep, port = text.strip().rpartition(":")
         if not sep or not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65_536:
-            raise ConfigError(f"{env}: expected host:port, such as tasks.gateway:5000, not {text!r}")
+            raise ConfigError(
+                f"{env}: expected host:port, a DNS name and the port every backend listens on "
+                f"(tasks.<service>:<port> on Docker Swarm), not {text!r}"
+            )
         return cls(host, int(port))
 
     def url(self, address: str) -> str:

@@ -49,6 +49,15 @@ def compose(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def require_base_images(client) -> None:  # type: ignore[no-untyped-def]
+    """Skip, saying why, when the images the lab's Dockerfiles build on are not on this engine."""
+    for image in ("python:3.12-slim", "prom/prometheus:latest"):
+        try:
+            client.images.get(image)
+        except Exception:
+            pytest.skip(f"base image {image} is not on this engine and no registry gave it; .ci/docker-setup builds it")
+
+
 @pytest.fixture(scope="session")
 def compose_secrets() -> Path:
     """The stack's secrets in .env beside the compose file, made once per checkout (compose needs them)."""
@@ -67,11 +76,7 @@ def compose_stack(compose_secrets: Path) -> Iterator[None]:
     client = docker_client()
     if compose_command() is None:
         pytest.skip("no compose CLI (docker compose or docker-compose); .ci/run installs one")
-    for image in ("python:3.12-slim", "prom/prometheus:latest"):
-        try:
-            client.images.get(image)
-        except Exception:
-            pytest.skip(f"base image {image} is not on this engine and no registry gave it; .ci/docker-setup builds it")
+    require_base_images(client)
     taken = []
     for name, port in published_ports().items():
         with socket.socket() as sock:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ..compose.conftest import docker_client
+from ..compose.conftest import docker_client, require_base_images
 
 REPO = Path(__file__).resolve().parents[2]
 UP_TIMEOUT_SECONDS = 600
@@ -39,11 +39,7 @@ def swarm_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def one_node_swarm() -> Iterator[None]:
     """This engine as a one-node swarm; the swarm is left again if this fixture made it."""
     client = docker_client()
-    for image in ("python:3.12-slim", "prom/prometheus:latest"):
-        try:
-            client.images.get(image)
-        except Exception:
-            pytest.skip(f"base image {image} is not on this engine and no registry gave it; .ci/docker-setup builds it")
+    require_base_images(client)
     made = client.info()["Swarm"]["LocalNodeState"] != "active"
     if made:
         done = subprocess.run(

@@ -66,7 +66,7 @@ def _from_another_machine(port: int) -> int:
     path a lab-room machine's connection takes.
     """
     if shutil.which("ip") is None:
-        pytest.skip("iproute2's `ip` is not installed: no second network namespace to connect from")
+        pytest.fail("iproute2's `ip` is missing (apt-get install iproute2; .ci/run installs it)")
     namespace, host_end, far_end = "scalelab-probe", "slprobe0", "slprobe1"
     routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
     # A documentation range this machine does not use already (its own network may be one).
@@ -84,7 +84,7 @@ def _from_another_machine(port: int) -> int:
         for step in steps:
             done = subprocess.run(step, capture_output=True, text=True)
             if done.returncode != 0:
-                pytest.skip(f"cannot make a network namespace here ({' '.join(step)}: {done.stderr.strip()})")
+                pytest.fail(f"cannot make a network namespace ({' '.join(step)}: {done.stderr.strip()}); it needs root")
         probe = f"import socket,sys; s=socket.socket(); s.settimeout(3); sys.exit(s.connect_ex(('{prefix}.1', {port})))"
         return subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-c", probe]).returncode
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socketserver
 import threading
 import time
@@ -52,3 +53,11 @@ class InThread:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
+
+
+def promtool_path() -> str:
+    """Return promtool's path; fail naming the package that ships it (.ci/run installs it)."""
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool is missing: apt-get install prometheus (it ships promtool)")
+    return path

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 from scalelab.generate.scrape import (
@@ -21,15 +19,10 @@ from scalelab.generate.scrape import (
 )
 from scalelab.topology import lab_ports
 
+from ...support import promtool_path
+
 REPO_PROMETHEUS_DIR = Path(__file__).resolve().parents[4] / "prometheus"
 PORTS = lab_ports()
-
-
-def _promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail("promtool is missing: apt-get install prometheus (it ships promtool)")
-    return path
 
 
 def test_committed_compose_config_is_what_the_generator_makes(tmp_path: Path) -> None:
@@ -77,7 +70,7 @@ def test_find_prometheus_prefers_the_environment_variable(tmp_path: Path) -> Non
 
 
 def test_promtool_checks_the_config_and_rules() -> None:
-    promtool = _promtool()
+    promtool = promtool_path()
     config = subprocess.run(
         [promtool, "check", "config", str(REPO_PROMETHEUS_DIR / "prometheus.yml")], capture_output=True, text=True
     )
@@ -90,7 +83,7 @@ def test_promtool_checks_the_config_and_rules() -> None:
 def test_promtool_rule_unit_tests_pass() -> None:
     tests = sorted(str(p) for p in (REPO_PROMETHEUS_DIR / "tests").glob("*.yml"))
     assert tests
-    result = subprocess.run([_promtool(), "test", "rules", *tests], capture_output=True, text=True)
+    result = subprocess.run([promtool_path(), "test", "rules", *tests], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

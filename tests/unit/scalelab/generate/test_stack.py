@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from scalelab import catalog
 from scalelab.generate.compose import COMPOSE_SECRETS
@@ -21,6 +19,8 @@ from scalelab.generate.stack import (
     stack_prometheus_config,
     write_stack,
 )
+
+from ...support import promtool_path
 
 
 @pytest.fixture
@@ -110,15 +110,8 @@ def test_config_names_change_with_their_content(tmp_path: Path) -> None:
     assert first == set(stack_document(tmp_path / "b")["configs"])  # same content, same names: a redeploy reuses them
 
 
-def _promtool() -> str:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed (Debian's prometheus package has it; .ci/run installs it)")
-    return promtool
-
-
 def test_prometheus_accepts_the_swarm_configuration(tmp_path: Path) -> None:
-    promtool = _promtool()
+    promtool = promtool_path()
     document = stack_document(tmp_path)
     targets = {item["target"]: item["source"] for item in document["services"]["prometheus"]["configs"]}
     # Lay the configs out as the task sees them, so promtool also finds the rule files.
@@ -137,15 +130,3 @@ def test_prometheus_names_swarm_targets_as_every_mode_does() -> None:
     assert job["job_name"] == "scalelab" and job["dockerswarm_sd_configs"][0]["role"] == "tasks"
     targets = {rule.get("target_label") for rule in job["relabel_configs"]}
     assert {"instance", "service", "__address__"} <= targets
-
-
-def test_the_docker_cli_accepts_the_stack_file(tmp_path: Path) -> None:
-    docker = shutil.which("docker")
-    if docker is None or subprocess.run([docker, "stack", "config", "--help"], capture_output=True).returncode:
-        pytest.skip("no docker CLI with `docker stack config` here")
-    path = write_stack(tmp_path)
-    env = {name: "x" for name in COMPOSE_SECRETS} | {"PATH": "/usr/bin:/bin:/usr/local/bin"}
-    done = subprocess.run([docker, "stack", "config", "-c", str(path)], capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stderr
-    merged = yaml.safe_load(done.stdout)
-    assert merged["services"]["gateway"]["environment"]["SCALELAB_INSTANCE"] == f"gateway-{TASK_SLOT}"
