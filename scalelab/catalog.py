@@ -22,6 +22,7 @@ __all__ = [
     "COALESCING",
     "EXTRA_PORT_BASE",
     "SERVICES",
+    "SHEDDING",
     "CatalogError",
     "Knob",
     "Pool",
@@ -45,6 +46,8 @@ EXTRA_PORT_BASE = 5100
 ALGORITHMS = ("round_robin", "least_connections", "power_of_two", "weighted_round_robin")
 # How far a gateway coalesces concurrent reads of one missing key (services/gateway/cache_aside.py).
 COALESCING = ("off", "per_gateway", "across_gateways")
+# How a gateway sheds load (services/kit/shedding.py).
+SHEDDING = ("off", "fixed", "adaptive")
 
 Runs = Literal["service", "loadgen", "prometheus", "dashboard", "grafana"]
 KnobKind = Literal["switch", "number", "choice"]
@@ -260,6 +263,10 @@ SERVICES: tuple[Service, ...] = (
             # sleep: capacity from threads that wait; cpu: from cores, so an instance added helps until they run out.
             Knob("work", "choice", "sleep", "Microservice work", choices=("sleep", "cpu", "both")),
             Knob("cpu_work_ms", "number", 5.0, "Microservice CPU work per call", "ms", 0, 10_000, 1, on_page=False),
+            # Servers of each instance's queue: with the service time, a capacity the machine's speed does not change.
+            Knob(
+                "concurrency", "number", 0.0, "Microservice servers (0: no limit)", "calls", 0, 10_000, 1, on_page=False
+            ),
         ),
     ),
     Service(
@@ -298,6 +305,11 @@ SERVICES: tuple[Service, ...] = (
             # Opens a microservice's breaker after this many failed answers in a row; 0: off.
             Knob("breaker_failures", "number", 0.0, "Circuit breaker: failures to open", "", 0, 1000, 1),
             Knob("breaker_cooldown_seconds", "number", 5.0, "Circuit breaker cool-down", "s", 0.1, 600, 0.5),
+            # Load shedding (services/kit/shedding.py): off, a fixed concurrency limit, or an adaptive one up to it.
+            Knob("shedding", "choice", "off", "Load shedding", choices=SHEDDING),
+            Knob("max_in_flight", "number", 16.0, "Concurrency limit (or its ceiling)", "requests", 1, 10_000, 1),
+            Knob("client_rate_limit", "number", 0.0, "Rate limit per client (0: none)", "req/s", 0, 100_000, 1),
+            Knob("client_burst", "number", 20.0, "Burst per client", "requests", 1, 100_000, 1, on_page=False),
         ),
     ),
     Service(

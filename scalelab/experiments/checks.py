@@ -26,6 +26,9 @@ METRICS = {
     "p95_ms": "95th percentile latency (ms)",
     "p99_ms": "99th percentile latency (ms)",
     "max_ms": "slowest answered request (ms)",
+    "ok_p99_ms": "99th percentile latency of the successful (2xx) answers alone (ms)",
+    "goodput_rps": "successful (2xx) answers per second",
+    "shed": "requests refused with 429 or 503 (rate limited or shed; 503 also when nothing could serve them)",
     "gateway_imbalance": "largest distance of a gateway's share from an even split (0 = perfectly even)",
     "instance_imbalance": "largest distance of a microservice instance's share from an even split",
     "cache_hit_ratio": "/data answers served from the cache / all /data answers",
@@ -45,7 +48,8 @@ SHARE_PREFIX = "share."
 LOWER_IS_BETTER = frozenset(
     {"errors", "error_ratio", "lost", "mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms",
      "gateway_imbalance", "instance_imbalance", "hit_mean_ms", "miss_mean_ms", "database_reads", "retries",
-     "detection_seconds", "predicted_detection_seconds", "recovery_seconds", "serving_seconds", "failover_failed"}
+     "ok_p99_ms", "shed", "detection_seconds", "predicted_detection_seconds", "recovery_seconds",
+     "serving_seconds", "failover_failed"}
 )  # fmt: skip
 
 

@@ -46,6 +46,8 @@ class Record:
 
 
 COLUMNS = tuple(field.name for field in fields(Record))
+# The answers that refuse work early: a client's rate limit (429) or load shedding (503).
+SHED_STATUSES = (429, 503)
 
 
 def write_csv(path: str | Path, records: Iterable[Record]) -> None:
@@ -129,9 +131,15 @@ def request_metrics(records: Sequence[Record]) -> dict[str, Any]:
         "p99_ms": percentile(latencies, 99),
         "max_ms": latencies[-1] if latencies else None,
     }
+    # What the clients got done: latency and rate of the successful answers alone, the refused ones apart.
+    good = sorted(r.latency_ms for r in answered if r.ok and r.latency_ms is not None)
+    metrics["ok_p99_ms"] = percentile(good, 99)
+    metrics["shed"] = sum(1 for r in records if r.status in SHED_STATUSES)
+    metrics["goodput_rps"] = None
     if answered:
         window = max(r.answered_at or r.sent_at for r in answered) - min(r.sent_at for r in records)
         metrics["throughput_rps"] = len(answered) / window if window > 0 else None
+        metrics["goodput_rps"] = len(good) / window if window > 0 else None
     gateways = shares(records, "served_by")
     instances = shares(records, "instance")
     metrics["gateway_imbalance"] = _imbalance(gateways)

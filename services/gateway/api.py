@@ -64,7 +64,8 @@ class ServedTaskNotFound(TaskNotFound):
 
 
 # 401 without a valid token; 502/503/504 when the tier behind does not answer in time or at all.
-BEHIND = (401, 502, 503, 504)
+# 429: the client's rate limit; 503: shed, no backend, or a dependency down; 504: out of time.
+BEHIND = (401, 429, 502, 503, 504)
 TOKEN_ROUTE = {"resp": responses(HTTP_200=Issued), "tags": ["clients"]}
 DATA = {
     "query": DataQuery,

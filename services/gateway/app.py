@@ -20,6 +20,7 @@ below the balancer's timeout, so a slow hop gets that 504 rather than the balanc
 from __future__ import annotations
 
 import json
+import secrets
 from functools import wraps
 from typing import Any
 from urllib.parse import quote
@@ -45,6 +46,8 @@ from ..kit.app import reserve
 from ..kit.deadline import DEADLINE_HEADER, Deadline
 from ..kit.discovery import DnsDiscovery, DnsTarget
 from ..kit.openapi import validated
+from ..kit.shedding import MODES as SHEDDING_MODES
+from ..kit.shedding import Shedder
 from ..kit.tier import DRAIN_SECONDS, BalancedTier
 from .api import ADD, DATA, LONGTASK, POOL, PROCESS, REMOVE, TASK, TOKEN_ROUTE, api
 from .cache_aside import COALESCING, OFF, PER_GATEWAY, CacheAside, coalescing_mode
@@ -89,6 +92,13 @@ class Gateway:
                 "SCALELAB_JWT_SECRET is not set: every gateway needs the same secret (scalelab up sets one)"
             )
         check_budgets(config)
+        if config.shedding not in SHEDDING_MODES:
+            raise ConfigError(f"GATEWAY_SHEDDING must be one of {', '.join(SHEDDING_MODES)}, not {config.shedding!r}")
+        if config.max_in_flight < 1 or config.client_rate_limit < 0 or config.client_burst < 1:
+            raise ConfigError(
+                "GATEWAY_MAX_IN_FLIGHT and GATEWAY_CLIENT_BURST must be at least 1 and GATEWAY_CLIENT_RATE_LIMIT "
+                f"0 or more, not {config.max_in_flight}, {config.client_burst} and {config.client_rate_limit}"
+            )
         self.config = config
         self.knobs = Knobs(
             [
@@ -107,9 +117,39 @@ class Gateway:
                     choices=COALESCING,
                     switch=(OFF, PER_GATEWAY),
                 ),
+                Knob(
+                    "shedding",
+                    config.shedding,
+                    "Load shedding: off, a fixed concurrency limit (max_in_flight) or an adaptive one up to it.",
+                    choices=SHEDDING_MODES,
+                ),
+                Knob(
+                    "max_in_flight",
+                    config.max_in_flight,
+                    "The fixed concurrency limit; the adaptive one's ceiling.",
+                    1,
+                    10_000,
+                ),
+                Knob(
+                    "client_rate_limit",
+                    float(config.client_rate_limit),
+                    "Requests a second per client (token); 0: no limit.",
+                    0,
+                    100_000,
+                ),
+                Knob("client_burst", float(config.client_burst), "Requests a client may send at once.", 1, 100_000),
             ],
             registry,
         )
+        self.shedder = Shedder(
+            f"gateway-{config.gateway_id}",
+            config.shedding,
+            config.max_in_flight,
+            config.client_rate_limit,
+            config.client_burst,
+            registry,
+        )
+        self.knobs.on_change(self._apply)
         self.tokens = TokenIssuer(config.jwt_secret, config.token_lifetime_seconds)
         discover = config.microservices_discover
         static = [] if discover else parse_backends(config.microservices, "GATEWAY_MICROSERVICES")
@@ -144,12 +184,23 @@ class Gateway:
             connect_timeout=min(config.worker_timeout, CONNECT_TIMEOUT_SECONDS),
         )
 
+    def _apply(self, name: str, value: Any) -> None:
+        if name == "shedding":
+            self.shedder.configure(mode=value)
+        elif name == "max_in_flight":
+            self.shedder.configure(max_in_flight=value)
+        elif name == "client_rate_limit":
+            self.shedder.configure(client_rate=value)
+        elif name == "client_burst":
+            self.shedder.configure(client_burst=value)
+
     def health(self) -> dict[str, Any]:
-        """Return this gateway's fields for /health: its id and whether it uses the cache now."""
+        """Return this gateway's fields for /health: its id, whether it uses the cache now, its admission state."""
         return {
             "gateway_id": self.config.gateway_id,
             "cache": self.cache_aside.cache_state(),
             "database_breaker": self.cache_aside.database_breaker(),
+            "admission": self.shedder.state(),
         }
 
     def deadline(self) -> Deadline:
@@ -200,13 +251,24 @@ def _gw() -> Gateway:
 
 
 def _protected(view):  # type: ignore[no-untyped-def]
-    """Require a valid client token (looked up per request: the issuer lives on the app), then start the budget."""
+    """Require a valid client token, admit the request past rate limiting and shedding, then start the budget."""
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _gw().tokens.verify(bearer_value(request.headers.get("Authorization")))
-        _gw().deadline()  # the budget counts from here, whatever the view does before its first call
-        return view(*args, **kwargs)
+        gateway = _gw()
+        claims = gateway.tokens.verify(bearer_value(request.headers.get("Authorization")))
+        ticket = gateway.shedder.admit(str(claims.get("sub", "")))
+        status = 500
+        try:
+            gateway.deadline()  # the budget counts from here, whatever the view does before its first call
+            response = current_app.make_response(view(*args, **kwargs))
+            status = response.status_code
+            return response
+        except ApiError as exc:
+            status = exc.status
+            raise
+        finally:
+            gateway.shedder.done(ticket, status)
 
     return wrapper
 
@@ -214,7 +276,8 @@ def _protected(view):  # type: ignore[no-untyped-def]
 @bp.get("/token")
 @api.validate(**TOKEN_ROUTE)
 def token():
-    return jsonify({"token": _gw().tokens.issue()})
+    # Each token is a client of its own: the per-client rate limit counts by the token's subject.
+    return jsonify({"token": _gw().tokens.issue(f"client-{secrets.token_hex(6)}")})
 
 
 @bp.get("/data")

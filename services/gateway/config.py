@@ -77,3 +77,21 @@ class GatewayConfig(ServiceSettings, PoolSettings):
     cache_retry_seconds: float = setting(
         1.0, "GATEWAY_CACHE_RETRY_SECONDS", "After a cache failure, skip the cache this long."
     )
+    shedding: str = setting(
+        "off",
+        "GATEWAY_SHEDDING",
+        "Start with load shedding off, fixed (at most GATEWAY_MAX_IN_FLIGHT client requests at once) or "
+        "adaptive (a latency-based limit up to that); the excess gets 503 and Retry-After.",
+    )
+    max_in_flight: int = setting(
+        16, "GATEWAY_MAX_IN_FLIGHT", "The fixed concurrency limit, and the adaptive one's ceiling."
+    )
+    client_rate_limit: float = setting(
+        0.0,
+        "GATEWAY_CLIENT_RATE_LIMIT",
+        "Requests a second each client (each token) may send through this gateway; 0: no limit. "
+        "The excess gets 429 and Retry-After.",
+    )
+    client_burst: float = setting(
+        20.0, "GATEWAY_CLIENT_BURST", "Requests a client may send at once before its rate limit applies."
+    )

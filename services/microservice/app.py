@@ -6,6 +6,8 @@ import hashlib
 import random
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
@@ -56,6 +58,39 @@ def _hash_for(cpu_seconds: float, deadline: Deadline, waiting_for: str) -> int:
     return hashes
 
 
+class Servers:
+    """The servers of a queueing station: at most ``count`` calls work at once, the others wait their turn.
+
+    With ``count`` servers and a service time ``s`` the instance serves at most ``count / s``
+    calls a second whatever the load, so past that the queue, and every call's wait, grows: the
+    capacity an overload experiment needs, independent of how fast the machine is. 0: no limit.
+    """
+
+    def __init__(self) -> None:
+        # Condition.notify wakes the longest waiter first: the queue is served in arrival order.
+        self._free = threading.Condition()
+        self.busy = 0
+
+    @contextmanager
+    def serving(self, count: int, deadline: Deadline, waiting_for: str) -> Iterator[None]:
+        """Hold a server for the ``with`` block; raise the deadline's 504 when it comes before one is free."""
+        if not count:
+            yield
+            return
+        with self._free:
+            while self.busy >= count:
+                if deadline.expired():
+                    raise deadline.exceeded(waiting_for)
+                self._free.wait(min(deadline.remaining(), threading.TIMEOUT_MAX))
+            self.busy += 1
+        try:
+            yield
+        finally:
+            with self._free:
+                self.busy -= 1
+                self._free.notify()
+
+
 @bp.route("/process", methods=["GET", "POST"])
 @api.validate(**PROCESS)
 def process():
@@ -64,10 +99,12 @@ def process():
     work = knobs["work"]
     # The calling gateway's deadline ends the work: past it, nobody waits for the answer.
     deadline = Deadline.from_header(request.headers.get(DEADLINE_HEADER), NO_BUDGET)
-    if work in ("cpu", "both"):
-        compute(knobs["cpu_work_ms"] / 1000, deadline, config.instance)
-    delay_ms = (knobs["service_time_ms"] if work in ("sleep", "both") else 0.0) + knobs["extra_latency_ms"]
-    deadline.wait(delay_ms / 1000, f"{config.instance}'s service time ({delay_ms:g} ms)")
+    servers: Servers = current_app.extensions["servers"]
+    with servers.serving(int(knobs["concurrency"]), deadline, f"a free server of {config.instance}"):
+        if work in ("cpu", "both"):
+            compute(knobs["cpu_work_ms"] / 1000, deadline, config.instance)
+        delay_ms = (knobs["service_time_ms"] if work in ("sleep", "both") else 0.0) + knobs["extra_latency_ms"]
+        deadline.wait(delay_ms / 1000, f"{config.instance}'s service time ({delay_ms:g} ms)")
     if current_app.extensions["rng"].random() < knobs["error_rate"]:
         current_app.extensions["injected_errors"].inc()
         raise ApiError(503, f"injected error in {config.instance} (error_rate knob)", service_id=config.service_id)
@@ -93,6 +130,13 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
             Knob("error_rate", float(config.error_rate), "Share of calls failing with 503.", 0, 1),
             Knob("work", config.work, "What a call does: sleep, cpu or both.", choices=WORK_MODES),
             Knob("cpu_work_ms", float(config.cpu_work_ms), "CPU time a call computes for (ms).", 0, 10_000),
+            Knob(
+                "concurrency",
+                config.concurrency,
+                "Calls served at once; the rest wait in line (0: as many as its threads).",
+                0,
+                10_000,
+            ),
         ],
         registry,
     )
@@ -101,6 +145,7 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
         config=config,
         knobs=knobs,
         rng=random.Random(),
+        servers=Servers(),
         injected_errors=Counter(
             "scalelab_injected_errors", "Requests failed on purpose (error_rate knob).", registry=registry
         ),

@@ -21,6 +21,12 @@ class MicroserviceConfig(ServiceSettings):
         "What a /process call does: sleep (waits its service time), cpu (computes for cpu_work_ms of CPU time, "
         "holding one core) or both.",
     )
+    concurrency: int = setting(
+        0,
+        "MICROSERVICE_CONCURRENCY",
+        "Calls served at once, the rest waiting in line: with the service time, its capacity "
+        "(concurrency / service time); 0: as many as its request threads.",
+    )
     cpu_work_ms: float = setting(
         5.0, "MICROSERVICE_CPU_WORK_MS", "CPU time one /process call computes for, when work is cpu or both (ms)."
     )

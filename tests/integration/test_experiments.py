@@ -71,6 +71,15 @@ def both_models_met_the_stall(result: dict) -> None:
     assert opened["p99_ms"] > 10 * closed["p99_ms"]
 
 
+def shedding_refused_early_and_kept_the_admitted_fast(result: dict) -> None:
+    unlimited, fixed, adaptive = (variant["metrics"] for variant in result["variants"])
+    for limited in (fixed, adaptive):
+        # About half the load is over capacity: refused at once rather than queued.
+        assert limited["shed"] >= 0.3 * limited["requests"]
+        assert limited["ok_p99_ms"] * 2 < unlimited["ok_p99_ms"]
+        assert limited["lost"] == 0
+
+
 # What some experiments must show beyond their own checks.
 def every_fault_row_says_what_it_expects(result: dict) -> None:
     # One row per instance and fault, each with its expected outcome beside the measured one.
@@ -82,6 +91,7 @@ MORE = {
     "failover": failover_is_timed_from_the_pools_own_timestamps,
     "stampede": coalescing_saves_database_reads,
     "coordinated-omission": both_models_met_the_stall,
+    "load-shedding": shedding_refused_early_and_kept_the_admitted_fast,
     "fault-matrix": every_fault_row_says_what_it_expects,
 }
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 from prometheus_client import CollectorRegistry
 from werkzeug.serving import make_server
 
@@ -617,3 +619,49 @@ def test_the_database_breaker_is_off_by_default(make_gateway):
         assert client.get("/health").get_json()["database_breaker"] == "closed"
     finally:
         database.stop()
+
+
+# ------------------------------------------------------------------ rate limiting and load shedding
+def test_every_token_is_a_client_of_its_own(gateway):
+    client = gateway.test_client()
+    tokens = [client.get("/token").get_json()["token"] for _ in range(2)]
+    subjects = {gateway.extensions["gateway"].tokens.verify(token)["sub"] for token in tokens}
+    assert len(subjects) == 2
+
+
+def test_a_client_over_its_rate_gets_429_with_retry_after_and_another_client_does_not(gateway, registry):
+    client = gateway.test_client()
+    knobs = {"client_rate_limit": 0.5, "client_burst": 2}
+    assert client.put("/control", headers=ADMIN, json=knobs).status_code == 200
+    first, second = auth(client), auth(client)
+    assert [client.get("/process", headers=first).status_code for _ in range(2)] == [200, 200]
+    refused = client.get("/process", headers=first)
+    body = assert_json_error(refused, 429)
+    assert refused.headers["Retry-After"] == "2"
+    assert "client_rate_limit" in body["error"]
+    assert client.get("/process", headers=second).status_code == 200
+    assert registry.get_sample_value("scalelab_shed_total", {"reason": "client_rate"}) == 1
+    assert client.get("/health").get_json()["admission"]["shed"] == 1
+
+
+def test_past_the_fixed_concurrency_limit_requests_are_shed_at_once_with_503(make_gateway, serve):
+    slow = slow_microservice(serve, "1", 600)
+    app = make_gateway(microservices=[f"slow={slow.url}"], shedding="fixed", max_in_flight=2)
+    server = serve(app)
+    headers = auth(app.test_client())
+    with ThreadPoolExecutor(6) as pool:
+        started = time.monotonic()
+        answers = list(pool.map(lambda _: requests.get(server.url + "/process", headers=headers, timeout=5), range(6)))
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [200, 200, 503, 503, 503, 503]
+    shed = next(answer for answer in answers if answer.status_code == 503)
+    assert shed.headers["Retry-After"] == "1" and "shedding" in shed.json()["error"]
+    assert shed.elapsed.total_seconds() < 0.3  # refused at once, not after waiting
+    assert time.monotonic() - started < 1.5
+    health = app.test_client().get("/health").get_json()["admission"]
+    assert health["mode"] == "fixed" and health["limit"] == 2 and health["shed"] == 4
+
+
+def test_an_unknown_shedding_mode_is_refused_at_start(make_gateway):
+    with pytest.raises(ConfigError, match="GATEWAY_SHEDDING"):
+        make_gateway(shedding="sometimes")

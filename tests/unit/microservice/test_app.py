@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -73,6 +74,7 @@ def test_knobs_listing(client):
         "error_rate": 0.0,
         "work": "sleep",
         "cpu_work_ms": 5.0,
+        "concurrency": 0,
     }
     assert knobs["work"]["choices"] == ["sleep", "cpu", "both"]
     assert knobs["error_rate"]["min"] == 0 and knobs["error_rate"]["max"] == 1
@@ -156,3 +158,28 @@ def test_cpu_work_stops_at_the_callers_deadline(make_client):
 def test_an_unknown_work_mode_stops_it_at_start_up(make_client):
     with pytest.raises(ConfigError, match="MICROSERVICE_WORK"):
         make_client(work="dance")
+
+
+def test_concurrency_serves_that_many_calls_at_once_and_queues_the_rest(make_client):
+    # The test client runs each call in the calling thread: four threads, two servers of 200 ms.
+    client = make_client(service_time_ms=200)
+    assert client.put("/control", headers=ADMIN, json={"concurrency": 2}).status_code == 200
+    with ThreadPoolExecutor(4) as pool:
+        started = time.monotonic()
+        done = list(pool.map(lambda _: (client.get("/process").status_code, time.monotonic() - started), range(4)))
+    assert [status for status, _ in done] == [200] * 4
+    finished = sorted(seconds for _, seconds in done)
+    assert finished[1] < 0.35 and 0.38 < finished[2] < 0.7  # two at once, then the other two
+
+
+def test_a_queued_call_gives_up_at_its_deadline_with_504():
+    from services.kit.deadline import Deadline
+    from services.microservice.app import Servers
+
+    servers = Servers()
+    with servers.serving(1, Deadline.after(5), "a server"):
+        started = time.monotonic()
+        with pytest.raises(Exception) as waited, servers.serving(1, Deadline.after(0.2), "a free server of m-1"):
+            pass
+    assert waited.value.status == 504 and "a free server of m-1" in str(waited.value)
+    assert 0.15 < time.monotonic() - started < 0.6

@@ -16,6 +16,7 @@ from services.__main__ import config_class_of, service_packages
 from services.gateway.cache_aside import COALESCING
 from services.kit.algorithms import ALGORITHMS
 from services.kit.config import describe_config
+from services.kit.shedding import MODES as SHEDDING
 
 SECRETS = Secrets(jwt_secret="j" * 64, admin_token="admin-token")
 
@@ -55,6 +56,7 @@ def test_the_algorithm_choices_are_the_kits() -> None:
 
 def test_the_coalescing_settings_are_the_gateways_own():
     assert COALESCING == catalog.COALESCING == catalog.find_knob("gateway", "coalescing").choices
+    assert SHEDDING == catalog.SHEDDING == catalog.find_knob("gateway", "shedding").choices
     knob = catalog.find_knob("gateway", "coalescing")
     assert (knob.coerce(False), knob.coerce(True)) == ("off", "per_gateway")  # what the switch's values meant
 

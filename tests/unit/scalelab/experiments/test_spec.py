@@ -22,7 +22,7 @@ from scalelab.experiments.spec import (
 
 BUILTINS = (
     "algorithms", "caching", "circuit-breaker", "coordinated-omission", "failover", "fault-matrix", "load-balancing",
-    "microservice-routing", "scaling", "scaling-cpu", "stampede",
+    "load-shedding", "microservice-routing", "scaling", "scaling-cpu", "stampede",
 )  # fmt: skip
 # Long on purpose: one row per instance and fault (its own test keeps each row short).
 LONG = ("fault-matrix",)
