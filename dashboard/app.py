@@ -23,10 +23,13 @@ from dashboard.callbacks import register
 from dashboard.config import DashboardConfig
 from dashboard.lab import Lab
 from dashboard.layout import page
+from scalelab.autoscaler import AutoscalerError
 from scalelab.orchestrators import find_orchestrator
 from scalelab.orchestrators.base import Orchestrator, OrchestratorError
 from scalelab.paths import find_run_dir
+from services.kit.auth import ADMIN_HEADER, check_admin_token
 from services.kit.config import load_config
+from services.kit.errors import ApiError
 from services.kit.origin import refusal
 
 __all__ = ["ASSETS", "PASSWORD_USER", "admin_token_source", "create_app", "orchestrator_for", "serve"]
@@ -114,6 +117,28 @@ def create_app(lab: Lab) -> Dash:
             figures_from=status.source,
             instances_seen=len(status.tiles),
         )
+
+    @server.get("/autoscaler")
+    def autoscaler_status() -> Any:
+        return jsonify(lab.autoscaler_status())
+
+    @server.put("/autoscaler")
+    def autoscaler_switch() -> Any:
+        # What `scalelab autoscale` sends: the stack's admin token, as every change through an API.
+        try:
+            check_admin_token(lab.admin_token(), request.headers.get(ADMIN_HEADER))
+        except ApiError as exc:
+            return jsonify(error=exc.message, status=exc.status), exc.status
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or "enabled" not in body:
+            return jsonify(
+                error='send a JSON object: {"enabled": true or false, and any policy fields}', status=400
+            ), 400
+        policy = {name: value for name, value in body.items() if name != "enabled"}
+        try:
+            return jsonify(lab.set_autoscaler(body["enabled"], policy))
+        except AutoscalerError as exc:
+            return jsonify(error=str(exc), status=400), 400
 
     @server.get("/results/<path:name>")
     def results(name: str) -> Any:

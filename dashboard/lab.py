@@ -24,6 +24,7 @@ from dashboard.config import DashboardConfig
 from dashboard.history import History, Sample
 from dashboard.sources import DirectSource, PrometheusSource, SourceUnavailable
 from scalelab import actions, catalog
+from scalelab.autoscaler import Autoscaler, AutoscalerError, Decision, PrometheusSignal, ScalingPolicy, newest_first
 from scalelab.catalog import service_of
 from scalelab.containerstats import ContainerStatsCollector
 from scalelab.failover import FailoverTracker, detection_bound
@@ -37,7 +38,11 @@ log = logging.getLogger(__name__)
 
 INSTANCE_ACTIONS = ("kill", "pause", "resume", "start")
 # What a press can be, as the action log labels it (a fixed set: label values stay bounded).
-PRESS_KINDS = (*INSTANCE_ACTIONS, "add", "remove", "knob", "load-start", "load-stop", "experiment", "invalid")
+PRESS_KINDS = (
+    *INSTANCE_ACTIONS, "add", "remove", "knob", "load-start", "load-stop", "experiment", "autoscaler", "invalid",
+)  # fmt: skip
+# What the autoscaler's own decisions are logged as (not a press, but marked on the charts the same way).
+AUTOSCALE_KIND = "autoscale"
 REFUSED_TARGET = "refused"
 _SERVICE_NAMES = frozenset(svc.name for svc in catalog.SERVICES)
 GRAFANA_PROBE_SECONDS = 10.0
@@ -153,6 +158,8 @@ class Lab:
         self._experiment_lock = threading.Lock()
         # How long the page's chart callback took, for the figure in the docs and the page's footer.
         self.refresh_timings: deque[float] = deque(maxlen=REFRESH_TIMINGS_KEPT)
+        self.autoscaler: Autoscaler | None = None  # made the first time it is switched on
+        self._autoscaler_lock = threading.Lock()
 
     # ---------------------------------------------------------------- sampling
     def start(self) -> None:
@@ -390,6 +397,74 @@ class Lab:
 
         detail = f"{plan.users} users" + (f" {plan.rate:g}/s" if plan.rate else "")
         return self._submit("load-start", "loadgen", work, detail=detail)
+
+    # ---------------------------------------------------------------- the autoscaler
+    def admin_token(self) -> str:
+        """Return the stack's admin token (what a change through the page's API must carry)."""
+        return self._admin_token()
+
+    def _running(self, service: str) -> list[str]:
+        return [i.name for i in self.stack.orchestrator.instances() if i.service == service and i.state == "running"]
+
+    def _autoscale(self, service: str, change: int) -> tuple[str, ...]:
+        orchestrator = self.stack.orchestrator
+        if change > 0:
+            return tuple(actions.perform(actions.Add(service), orchestrator).names[0] for _ in range(change))
+        removed = []
+        for name in newest_first(self._running(service))[:-change]:
+            actions.perform(actions.Remove(name), orchestrator)
+            removed.append(name)
+        return tuple(removed)
+
+    def _decided(self, decision: Decision) -> None:
+        # Logged as an action: it is marked on every chart and listed under the presses.
+        action = self.actions.begin(AUTOSCALE_KIND, decision.service, f"{decision.before}→{decision.after}")
+        message = decision.reason + (f"; {decision.error}" if decision.error else "")
+        self.actions.finish(action, not decision.error, message)
+        self.refresh_soon()
+
+    def autoscaler_status(self) -> dict[str, Any]:
+        """Return the autoscaler's state: on or off, its policy, the signal it last read, its latest decisions."""
+        scaler = self.autoscaler
+        if scaler is None:
+            return {"enabled": False, "policy": None, "decisions": []}
+        return scaler.status()
+
+    def set_autoscaler(self, enabled: Any, policy: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Switch the autoscaler on (with ``policy``'s fields, the defaults for the others) or off; return its status.
+
+        Raise AutoscalerError when the policy cannot work; each switch is logged as an action.
+        """
+        if not isinstance(enabled, bool):
+            raise AutoscalerError(f"enabled is true or false, not {enabled!r}")
+        if policy is not None and not isinstance(policy, dict):
+            raise AutoscalerError(f"the autoscaler's settings are a JSON object, not {policy!r}")
+        with self._autoscaler_lock:
+            current = self.autoscaler
+            # The settings given on top of the ones it had (the defaults the first time).
+            chosen = ScalingPolicy.from_fields(policy or {}, current.policy if current is not None else None)
+            if current is not None:
+                current.stop()
+            if enabled:
+                scaler = Autoscaler(
+                    chosen,
+                    PrometheusSignal(self.config.prometheus_url, self.config.request_timeout).read,
+                    self._running,
+                    self._autoscale,
+                    self._decided,
+                )
+                scaler.start()
+                self.autoscaler = scaler
+                detail = scaler.policy.describe()
+            elif current is not None:
+                detail = "off"
+            else:
+                return self.autoscaler_status()
+        service = self.autoscaler.policy.service if self.autoscaler is not None else "autoscaler"
+        action = self.actions.begin("autoscaler", service, "on" if enabled else "off")
+        self.actions.finish(action, True, detail)
+        self.refresh_soon()
+        return self.autoscaler_status()
 
     # ---------------------------------------------------------------- experiments
     def experiments(self) -> list[tuple[str, str]]:

@@ -305,6 +305,9 @@ SERVICES: tuple[Service, ...] = (
             # Opens a microservice's breaker after this many failed answers in a row; 0: off.
             Knob("breaker_failures", "number", 0.0, "Circuit breaker: failures to open", "", 0, 1000, 1),
             Knob("breaker_cooldown_seconds", "number", 5.0, "Circuit breaker cool-down", "s", 0.1, 600, 0.5),
+            # Retries of failed microservice calls per request (services/kit/retrybudget.py), and the backoff.
+            Knob("retry_budget", "number", 0.2, "Retry budget (retries per request)", "share", 0, 10, 0.05),
+            Knob("retry_backoff_ms", "number", 10.0, "Retry backoff", "ms", 0, 1000, 5, on_page=False),
             # Load shedding (services/kit/shedding.py): off, a fixed concurrency limit, or an adaptive one up to it.
             Knob("shedding", "choice", "off", "Load shedding", choices=SHEDDING),
             Knob("max_in_flight", "number", 16.0, "Concurrency limit (or its ceiling)", "requests", 1, 10_000, 1),

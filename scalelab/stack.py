@@ -27,6 +27,23 @@ def status_routes() -> dict[str, str]:
     return {pool.holder: pool.status_route for _service, pool in catalog.pool_holders()}
 
 
+def shedding_services() -> set[str]:
+    """Return the services that shed load (they have the shedding knob) and report it on their health route."""
+    return {svc.name for svc in catalog.SERVICES if any(knob.name == "shedding" for knob in svc.knobs)}
+
+
+def admission_text(admission: dict[str, Any]) -> str:
+    """Return a tile's words for an instance's admission state ("" while it limits nothing and shed nothing)."""
+    parts = []
+    if admission.get("mode", "off") != "off":
+        parts.append(f"shedding {admission['mode']} (limit {admission.get('limit')})")
+    if admission.get("client_rate_limit"):
+        parts.append(f"{admission['client_rate_limit']:g} req/s per client")
+    if admission.get("shed"):
+        parts.append(f"{admission['shed']} shed")
+    return ", ".join(parts)
+
+
 class ServiceError(RuntimeError):
     """A service answered with an error or not at all; the message names it and its address."""
 
@@ -90,6 +107,15 @@ class StackClient:
                 samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
         return samples
 
+    def admission(self, info: InstanceInfo) -> dict[str, Any] | None:
+        """Return the admission state an instance reports on its health route, or None when it does not answer."""
+        try:
+            body = self._session.get(info.url + info.health_path, timeout=self.timeout / 2).json()
+        except (requests.RequestException, ValueError):
+            return None
+        admission = body.get("admission") if isinstance(body, dict) else None
+        return admission if isinstance(admission, dict) else None
+
     def healthy(self, info: InstanceInfo) -> bool:
         """Return whether an instance answers its health route with 200."""
         try:
@@ -125,6 +151,12 @@ class StackClient:
                 views.setdefault(backend["name"], []).append(backend)
         unbalanced = [info for info in instances if info.name not in views and info.state == "running"]
         probes = {info.name: self._pool.submit(self.healthy, info) for info in unbalanced if info.health is None}
+        shedders = shedding_services()
+        admissions = {
+            info.name: self._pool.submit(self.admission, info)
+            for info in instances
+            if info.service in shedders and info.state == "running"
+        }
         tiles = []
         for info in instances:
             seen = views.get(info.name, [])
@@ -141,6 +173,10 @@ class StackClient:
                 if breakers:
                     tripped = sum(1 for view in seen if view.get("breaker", "closed") != "closed")
                     rotation += f" · breaker {' / '.join(b.replace('_', '-') for b in breakers)} in {tripped}"
+            admission = admissions[info.name].result() if info.name in admissions else None
+            said = admission_text(admission) if admission else ""
+            if said:
+                rotation = f"{rotation} · {said}" if rotation else said
             if info.state == "stopped":
                 state = "down"
             elif info.state == "paused":

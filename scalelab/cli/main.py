@@ -6,7 +6,20 @@ import argparse
 import sys
 
 from scalelab import catalog
-from scalelab.cli.commands import add, down, experiment, instance, kubernetes, remove, secrets, status, swarm, up
+from scalelab.autoscaler import SIGNALS
+from scalelab.cli.commands import (
+    add,
+    autoscale,
+    down,
+    experiment,
+    instance,
+    kubernetes,
+    remove,
+    secrets,
+    status,
+    swarm,
+    up,
+)
 from scalelab.cli.context import Context, pick_orchestrator
 from scalelab.orchestrators import LocalOrchestrator, Orchestrator
 from scalelab.paths import RUN_DIR_ENV, find_run_dir, offset_run_dir
@@ -77,6 +90,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("remove", help="take an instance out of rotation, stop it and forget it (scale in)")
     p.add_argument("instance", help=f"an instance of a service that scales ({', '.join(scalable)}), e.g. {example}")
     p.set_defaults(func=lambda ctx, a: remove.run(ctx, a.instance))
+
+    p = verbs.add_parser(
+        "autoscale",
+        help="switch the control page's autoscaler on or off, or show what it does",
+        description="The autoscaler reads Prometheus every second and scales a service out and in to keep its "
+        "signal (requests in flight per instance, or p95 latency) near the target. It runs in the control page, "
+        "which marks each decision on its charts. Settings left out keep their last (or default) values.",
+    )
+    p.add_argument("switch", choices=("on", "off", "status"))
+    p.add_argument("--service", choices=scalable, help="the service to scale (default: microservice)")
+    p.add_argument("--signal", choices=SIGNALS, help="in_flight (default) or p95_ms")
+    p.add_argument("--target", type=float, help="the signal's target (in flight per instance, or ms)")
+    p.add_argument("--min", type=int, dest="min_instances", help="fewest instances (default: the standard ones)")
+    p.add_argument("--max", type=int, dest="max_instances", help="most instances (default: the catalog's maximum)")
+    p.add_argument("--cooldown", type=float, dest="cooldown_seconds", help="seconds to wait after each change")
+    p.set_defaults(
+        func=lambda ctx, a: autoscale.run(
+            ctx,
+            a.switch,
+            {
+                name: getattr(a, name)
+                for name in ("service", "signal", "target", "min_instances", "max_instances", "cooldown_seconds")
+                if getattr(a, name) is not None
+            },
+        )
+    )
 
     p = verbs.add_parser(
         "secrets", help="write fresh secrets for the compose stack to .env (docker compose needs them)"

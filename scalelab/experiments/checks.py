@@ -29,6 +29,11 @@ METRICS = {
     "ok_p99_ms": "99th percentile latency of the successful (2xx) answers alone (ms)",
     "goodput_rps": "successful (2xx) answers per second",
     "shed": "requests refused with 429 or 503 (rate limited or shed; 503 also when nothing could serve them)",
+    "final_p95_ms": "95th percentile latency of the requests sent in the last quarter of the load (ms)",
+    "instances_max": "most instances of the autoscaled service during the run",
+    "instances_end": "instances of the autoscaled service when its autoscaler stopped",
+    "scale_outs": "times the autoscaler added instances",
+    "scale_ins": "times the autoscaler removed instances",
     "gateway_imbalance": "largest distance of a gateway's share from an even split (0 = perfectly even)",
     "instance_imbalance": "largest distance of a microservice instance's share from an even split",
     "cache_hit_ratio": "/data answers served from the cache / all /data answers",
@@ -48,7 +53,7 @@ SHARE_PREFIX = "share."
 LOWER_IS_BETTER = frozenset(
     {"errors", "error_ratio", "lost", "mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms",
      "gateway_imbalance", "instance_imbalance", "hit_mean_ms", "miss_mean_ms", "database_reads", "retries",
-     "ok_p99_ms", "shed", "detection_seconds", "predicted_detection_seconds", "recovery_seconds",
+     "ok_p99_ms", "shed", "final_p95_ms", "detection_seconds", "predicted_detection_seconds", "recovery_seconds",
      "serving_seconds", "failover_failed"}
 )  # fmt: skip
 

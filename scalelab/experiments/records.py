@@ -136,6 +136,14 @@ def request_metrics(records: Sequence[Record]) -> dict[str, Any]:
     metrics["ok_p99_ms"] = percentile(good, 99)
     metrics["shed"] = sum(1 for r in records if r.status in SHED_STATUSES)
     metrics["goodput_rps"] = None
+    metrics["final_p95_ms"] = None
+    if records:
+        # The last quarter of the load: where a tactic that adapts (an autoscaler) should have caught up.
+        first, last = min(r.sent_at for r in records), max(r.sent_at for r in records)
+        late = first + 0.75 * (last - first)
+        metrics["final_p95_ms"] = percentile(
+            sorted(r.latency_ms for r in answered if r.sent_at >= late and r.latency_ms is not None), 95
+        )
     if answered:
         window = max(r.answered_at or r.sent_at for r in answered) - min(r.sent_at for r in records)
         metrics["throughput_rps"] = len(answered) / window if window > 0 else None

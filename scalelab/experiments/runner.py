@@ -30,6 +30,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from scalelab import catalog
+from scalelab.autoscaler import Autoscaler, Decision, PrometheusSignal, newest_first
 from scalelab.experiments.checks import CheckResult, evaluate
 from scalelab.experiments.measure import (
     counter_deltas,
@@ -44,7 +45,7 @@ from scalelab.experiments.records import read_csv, request_metrics
 from scalelab.experiments.report import write_report
 from scalelab.experiments.spec import Action, Experiment, Variant, builtin_names
 from scalelab.experiments.spec import load as load_experiment
-from scalelab.experiments.timeline import Executor, Undo, run_timeline, wait_settled
+from scalelab.experiments.timeline import Executed, Executor, Undo, run_timeline, wait_settled
 from scalelab.failover import PoolWatcher
 from scalelab.orchestrators.base import Orchestrator
 from scalelab.stack import StackClient
@@ -236,6 +237,7 @@ class _VariantRun:
     cancel: threading.Event
     work: Path
     outcome: VariantOutcome
+    scaled_from: int = 0  # instances of the autoscaled service when the variant began
 
 
 def _run_variant(
@@ -267,13 +269,20 @@ def _run_variant(
     watcher = PoolWatcher(stack, count_retries=bool(timeline_of(experiment, variant))) if stack is not None else None
     if watcher is not None:
         watcher.start()
+    scaler = _autoscaler(run) if experiment.autoscaler is not None and variant.autoscale else None
     try:
+        if scaler is not None:
+            scaler.start()
         _drive(run)
     finally:
+        if scaler is not None:
+            _wind_down(run, scaler)
         if watcher is not None:
             time.sleep(WATCH_AFTER_SECONDS)
             watcher.stop()
     outcome.metrics = request_metrics(outcome.records)
+    if scaler is not None:
+        outcome.metrics.update(_scaling_metrics(run, scaler))
     if stack is not None:
         outcome.metrics.update(counter_deltas(before, counters(stack)))
         outcome.metrics.update(cpu_per_request(cpu_before, cpu_seconds(stack), outcome.metrics.get("answered") or 0))
@@ -282,6 +291,80 @@ def _run_variant(
         outcome.events = failover_events(outcome.actions, watcher, outcome.records)
         outcome.metrics.update(failover_metrics(outcome.events))
     return outcome
+
+
+def _running(stack: StackClient, service: str) -> list[str]:
+    return [info.name for info in stack.instances() if info.service == service and info.state == "running"]
+
+
+def _autoscaler(run: _VariantRun) -> Autoscaler:
+    """Return the experiment's autoscaler for this variant: it scales through the executor, so the undo knows."""
+    stack, executor, policy = run.target.stack, run.executor, run.experiment.autoscaler
+    if stack is None or executor is None or policy is None:
+        raise ExperimentError(
+            f"{run.experiment.name} autoscales: it needs the stack (run it with `scalelab experiment`)"
+        )
+    prometheus = next(svc for svc in catalog.SERVICES if svc.runs == "prometheus")
+    try:
+        signal = PrometheusSignal(stack.orchestrator.get(catalog.instance_names(prometheus)[0]).url)
+    except Exception as exc:
+        raise ExperimentError(f"{run.experiment.name} autoscales on Prometheus, which is not running: {exc}") from None
+
+    def scale(service: str, change: int) -> tuple[str, ...]:
+        if change > 0:
+            done = [executor.run(Action("add", service)) for _ in range(change)]
+        else:
+            done = [executor.run(Action("remove", name)) for name in newest_first(_running(stack, service))[:-change]]
+        failed = [executed.error for executed in done if not executed.ok]
+        changed = tuple(name for executed in done if executed.ok for name in executed.instances)
+        if failed and not changed:
+            raise ExperimentError("; ".join(failed))
+        return changed
+
+    def record(decision: Decision) -> None:
+        # Drawn on the report's timeline like any other action.
+        t0 = run.outcome.t0
+        run.outcome.actions.append(
+            Executed(
+                label=decision.label,
+                verb=decision.verb,
+                target=decision.service,
+                started=decision.time,
+                finished=time.time(),
+                instances=decision.instances,
+                offset=None if t0 is None else round(decision.time - t0, 3),
+                error=decision.error,
+            )
+        )
+
+    scaler = Autoscaler(policy, signal.read, lambda service: _running(stack, service), scale, record)
+    run.outcome.notes.append(f"autoscaler: {scaler.policy.describe()}")
+    run.scaled_from = len(_running(stack, policy.service))
+    return scaler
+
+
+def _wind_down(run: _VariantRun, scaler: Autoscaler) -> None:
+    """Let the autoscaler scale back in after the load (up to autoscale_after seconds), then stop it."""
+    stack = run.target.stack
+    deadline = time.monotonic() + run.experiment.autoscale_after
+    run.progress.update(run.index, 1.0, f"{run.variant.name}: the autoscaler scales back in")
+    while stack is not None and time.monotonic() < deadline and not run.cancel.is_set():
+        if len(_running(stack, scaler.policy.service)) <= scaler.policy.min_instances:
+            break
+        time.sleep(0.2)
+    scaler.stop()
+
+
+def _scaling_metrics(run: _VariantRun, scaler: Autoscaler) -> dict[str, float]:
+    decisions = [decision for decision in scaler.decisions if not decision.error]
+    stack = run.target.stack
+    end = len(_running(stack, scaler.policy.service)) if stack is not None else 0
+    return {
+        "instances_max": max([run.scaled_from, end, *(decision.after for decision in decisions)]),
+        "instances_end": end,
+        "scale_outs": sum(1 for decision in decisions if decision.after > decision.before),
+        "scale_ins": sum(1 for decision in decisions if decision.after < decision.before),
+    }
 
 
 def _drive(run: _VariantRun) -> None:

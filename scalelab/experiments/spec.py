@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from scalelab import catalog
+from scalelab.autoscaler import AutoscalerError, ScalingPolicy
 from scalelab.experiments.checks import METRICS, SHARE_PREFIX
 from scalelab.experiments.usl import MIN_POINTS
 from scalelab.load import mix as load_mix
@@ -52,6 +53,8 @@ MAX_RATE = 5_000.0
 LOAD_MODELS = ("closed", "open")
 LOAD_SHAPES = ("constant", "ramp", "steps", "spike")
 MAX_REQUEST_TIMEOUT = 60.0
+# The longest an experiment's autoscaler keeps running after the load to scale back in.
+MAX_AUTOSCALE_AFTER_SECONDS = 120.0
 DEFAULT_VARIANT = "default"
 # A mapping's ``<<: *anchor`` key; the keys it merges in may repeat the mapping's own.
 MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -133,6 +136,7 @@ class Variant:
     expect: str = ""  # the outcome expected, in words, written beside the measured one in the report
     instances: int | None = None  # instances of the scaled service it runs, for a scaling-law fit
     model: str | None = None  # the load model of this variant (the experiment's load.model otherwise)
+    autoscale: bool = True  # with the experiment's autoscaler running (when it has one)
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,10 @@ class Experiment:
     source: str = ""  # the file it came from
     raw: dict[str, Any] = field(default_factory=dict)  # the document after overrides, for the report
     scaling_law: str | None = None  # a metric to fit the Universal Scalability Law to, over the variants' instances
+    autoscaler: ScalingPolicy | None = (
+        None  # runs during each variant's load (unless the variant says autoscale: false)
+    )
+    autoscale_after: float = 0.0  # seconds it keeps running after the load, so it can scale back in
 
 
 # ---------------------------------------------------------------------------- loading
@@ -385,7 +393,10 @@ class _Reader:
 
     # ------------------------------------------------------------------------ sections
     def experiment(self, document: dict[str, Any], source: str) -> Experiment:
-        known = ("name", "description", "notes", "load", "setup", "variants", "timeline", "checks", "scaling_law")
+        known = (
+            "name", "description", "notes", "load", "setup", "variants", "timeline", "checks", "scaling_law",
+            "autoscaler",
+        )  # fmt: skip
         self.mapping(document, "", known)
         if "load" not in document:
             raise self.fail("load", "missing: say how much load to send (requests or duration, users)")
@@ -396,6 +407,7 @@ class _Reader:
         timeline = self.actions(document.get("timeline", []), "timeline", timed=True, until=load.duration)
         checks = self.checks(document.get("checks", []), [variant.name for variant in variants])
         scaling_law = self.scaling_law(document.get("scaling_law"), variants)
+        autoscaler, autoscale_after = self.autoscaler(document.get("autoscaler"))
         notes = document.get("notes", "") or ""
         if not isinstance(notes, str):
             raise self.fail("notes", f"must be text, not {_show(notes)}")
@@ -414,7 +426,36 @@ class _Reader:
             source=source,
             raw=document,
             scaling_law=scaling_law,
+            autoscaler=autoscaler,
+            autoscale_after=autoscale_after,
         )
+
+    def autoscaler(self, value: Any) -> tuple[ScalingPolicy | None, float]:
+        if value is None:
+            return None, 0.0
+        numbers = {
+            "target": (1e-6, 1e6, False),
+            "min_instances": (1, 64, True),
+            "max_instances": (1, 64, True),
+            "cooldown_seconds": (0.1, 600, False),
+            "hysteresis": (0, 0.99, False),
+            "interval_seconds": (0.1, 60, False),
+            "watch_after": (0, MAX_AUTOSCALE_AFTER_SECONDS, False),
+        }
+        raw = self.mapping(value, "autoscaler", ("service", "signal", *numbers))
+        fields: dict[str, Any] = {
+            name: self.number(raw[name], f"autoscaler.{name}", low, high, integer)
+            for name, (low, high, integer) in numbers.items()
+            if name in raw
+        }
+        after = fields.pop("watch_after", 0.0)
+        for name in ("service", "signal"):
+            if name in raw:
+                fields[name] = self.text(raw[name], f"autoscaler.{name}")
+        try:
+            return ScalingPolicy(**fields).resolved(), after
+        except AutoscalerError as exc:
+            raise self.fail("autoscaler", str(exc)) from None
 
     def scaling_law(self, value: Any, variants: tuple[Variant, ...]) -> str | None:
         if value is None:
@@ -547,7 +588,10 @@ class _Reader:
         variants = []
         for index, item in enumerate(value):
             where = f"variants[{index}]"
-            raw = self.mapping(item, where, ("name", "setup", "timeline", "expect", "instances", "model"))
+            raw = self.mapping(item, where, ("name", "setup", "timeline", "expect", "instances", "model", "autoscale"))
+            autoscale = raw.get("autoscale", True)
+            if not isinstance(autoscale, bool):
+                raise self.fail(f"{where}.autoscale", f"is true or false, not {_show(autoscale)}")
             name = self.text(raw.get("name"), f"{where}.name")
             if name in [variant.name for variant in variants]:
                 raise self.fail(f"{where}.name", f"{name!r} is used twice")
@@ -562,6 +606,7 @@ class _Reader:
                     " ".join(expect.split()),
                     self.number(raw["instances"], f"{where}.instances", 1, 64, True) if "instances" in raw else None,
                     self.model(raw["model"], f"{where}.model", rate) if "model" in raw else None,
+                    autoscale,
                 )
             )
         return tuple(variants)

@@ -94,6 +94,11 @@ class Gateway:
         check_budgets(config)
         if config.shedding not in SHEDDING_MODES:
             raise ConfigError(f"GATEWAY_SHEDDING must be one of {', '.join(SHEDDING_MODES)}, not {config.shedding!r}")
+        if not 0 <= config.retry_budget <= 10 or not 0 <= config.retry_backoff_ms <= 1000:
+            raise ConfigError(
+                "GATEWAY_RETRY_BUDGET must be from 0 to 10 and GATEWAY_RETRY_BACKOFF_MS from 0 to 1000, "
+                f"not {config.retry_budget} and {config.retry_backoff_ms}"
+            )
         if config.max_in_flight < 1 or config.client_rate_limit < 0 or config.client_burst < 1:
             raise ConfigError(
                 "GATEWAY_MAX_IN_FLIGHT and GATEWAY_CLIENT_BURST must be at least 1 and GATEWAY_CLIENT_RATE_LIMIT "
@@ -153,7 +158,15 @@ class Gateway:
         self.tokens = TokenIssuer(config.jwt_secret, config.token_lifetime_seconds)
         discover = config.microservices_discover
         static = [] if discover else parse_backends(config.microservices, "GATEWAY_MICROSERVICES")
-        self.microservices = BalancedTier("microservices", static, config, self.knobs, registry, breakers=True)
+        self.microservices = BalancedTier(
+            "microservices",
+            static,
+            config,
+            self.knobs,
+            registry,
+            breakers=True,
+            retries=(config.retry_budget, config.retry_backoff_ms),
+        )
         # On Swarm and Kubernetes the microservices come and go as DNS records, not as a list.
         self.discovery = (
             DnsDiscovery(

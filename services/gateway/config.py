@@ -95,3 +95,14 @@ class GatewayConfig(ServiceSettings, PoolSettings):
     client_burst: float = setting(
         20.0, "GATEWAY_CLIENT_BURST", "Requests a client may send at once before its rate limit applies."
     )
+    retry_budget: float = setting(
+        0.2,
+        "GATEWAY_RETRY_BUDGET",
+        "Retries of failed microservice calls allowed per request (a share; 5 a second more whatever the load), "
+        "so that in an outage retries cannot multiply the load.",
+    )
+    retry_backoff_ms: float = setting(
+        10.0,
+        "GATEWAY_RETRY_BACKOFF_MS",
+        "Most milliseconds to wait before the first retry (a random wait up to it: jitter), doubling per retry.",
+    )

@@ -181,15 +181,18 @@ class Pool(Collector):
             picked.breaker.picked()
             return picked
 
-    def attempts(self, limit: int | None = None) -> Iterator[Backend]:
+    def attempts(self, limit: int | None = None, retry: Callable[[int], bool] | None = None) -> Iterator[Backend]:
         """Yield a different healthy backend for each attempt of one request.
 
         The first attempt raises NoHealthyBackend when none is healthy; later attempts just
-        end when no untried healthy backend is left.
+        end when no untried healthy backend is left, or when ``retry(n)`` (asked before retry
+        number n, before a backend is picked for it) says no.
         """
         tried: list[Backend] = []
         limit = limit or max(1, len(self._backends))
         while len(tried) < limit:
+            if tried and retry is not None and not retry(len(tried)):
+                return
             try:
                 backend = self.choose(exclude=tried)
             except NoHealthyBackend:

@@ -25,6 +25,7 @@ from .httpclient import HttpClient, Response, UpstreamError
 from .inputs import shown
 from .knobs import Knob, Knobs
 from .pool import Backend, NoHealthyBackend, Pool, retryable
+from .retrybudget import RetryBudget, backoff_seconds
 from .settings import PoolSettings
 
 __all__ = ["BACKEND_NAME", "DRAIN_POLL_SECONDS", "DRAIN_SECONDS", "MAX_WEIGHT", "WEIGHT_PREFIX", "BalancedTier"]
@@ -85,8 +86,14 @@ class BalancedTier:
         registry: CollectorRegistry | None,
         probe: Probe = http_probe,
         breakers: bool = False,
+        retries: tuple[float, float] | None = None,
     ) -> None:
-        """``breakers``: the tier's circuit breakers get knobs (breaker_failures, breaker_cooldown_seconds)."""
+        """``breakers``: the tier's circuit breakers get knobs (breaker_failures, breaker_cooldown_seconds).
+
+        ``retries``: the failover loop of :meth:`request` has a retry budget of this ratio and
+        backs off this many ms (doubling, with jitter) before each retry; both are knobs
+        (retry_budget, retry_backoff_ms). None: every safe retry is made at once.
+        """
         self.settings = settings
         self.pool = Pool(name, backends, settings.algorithm, settings.health_policy(), registry)
         self.pool.set_breaker(settings.breaker_failures, settings.breaker_cooldown_seconds)
@@ -115,6 +122,14 @@ class BalancedTier:
                     600,
                 )
             )
+        self.retry_budget: RetryBudget | None = None
+        if retries is not None:
+            ratio, backoff_ms = retries
+            self.retry_budget = RetryBudget(ratio, registry)
+            knobs.add(Knob("retry_budget", float(ratio), f"Retries allowed per request to {name} (a share).", 0, 10))
+            knobs.add(
+                Knob("retry_backoff_ms", float(backoff_ms), "Backoff before the first retry (ms), doubling.", 0, 1000)
+            )
         for backend in self.pool.backends():
             self._add_weight_knob(backend)
         knobs.on_change(self._apply)
@@ -140,6 +155,8 @@ class BalancedTier:
             self.pool.set_breaker(failures=int(value))
         elif name == "breaker_cooldown_seconds":
             self.pool.set_breaker(cooldown=value)
+        elif name == "retry_budget" and self.retry_budget is not None:
+            self.retry_budget.ratio = value
         elif name.startswith(WEIGHT_PREFIX):
             # The backend may have been removed between the knob change and this call.
             with contextlib.suppress(KeyError):
@@ -245,8 +262,27 @@ class BalancedTier:
         """
         last_error = ""
         cap = self.settings.upstream_timeout if timeout is None else timeout
+        budget = self.retry_budget
+        spent = False
+
+        def retry(attempt: int) -> bool:
+            # Asked before each retry: the budget must hold one, and the backoff must fit in the deadline.
+            nonlocal spent
+            if budget is None:
+                return True
+            if not budget.allow():
+                spent = True
+                return False
+            wait = backoff_seconds(attempt, self.knobs["retry_backoff_ms"] / 1000)
+            if deadline is not None and wait >= deadline.remaining():
+                return False
+            time.sleep(wait)
+            return True
+
+        if budget is not None:
+            budget.sent()
         try:
-            for backend in self.pool.attempts():
+            for backend in self.pool.attempts(retry=retry):
                 waiting_for = f"pool {self.pool.name!r}" + (f" (last error: {last_error})" if last_error else "")
                 attempt_timeout = cap if deadline is None else deadline.timeout(cap, waiting_for)
                 self.pool.begin(backend)
@@ -265,6 +301,13 @@ class BalancedTier:
             raise ApiError(
                 503, f"{exc}; start one (scalelab start <instance>) or wait for its health check to pass"
             ) from None
+        if spent:
+            raise ApiError(
+                503,
+                f"no retry in pool {self.pool.name!r}: the retry budget is spent (retry_budget knob; failures "
+                f"everywhere, so retrying would only add load); last: {last_error}",
+                headers={"Retry-After": "1"},
+            )
         if not any(backend.healthy for backend in self.pool.backends()):
             raise no_backend_error(self.pool)  # every attempt took its backend down: 503, as the balancer says
         if deadline is not None and deadline.expired():  # the last attempt ran out of time, not of backends

@@ -14,6 +14,7 @@ from scalelab.orchestrators import LocalOrchestrator
 from scalelab.topology import lab_ports
 
 from .conftest import REQUEST_TIMEOUT, Stack, free_offset, started_stack, wait_for
+from .load import run_load
 
 PORTS = lab_ports()
 
@@ -96,3 +97,47 @@ def test_without_prometheus_the_stack_says_so_once_and_runs(
         assert out.count("Prometheus not found") == 1
         assert "prometheus" not in [info.name for info in stack.orchestrator.instances()]
         assert requests.get(stack.lb + "/health", timeout=REQUEST_TIMEOUT).status_code == 200
+
+
+def test_the_autoscaler_adds_a_microservice_under_load_and_removes_it_after(
+    healthy_stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = str(healthy_stack.orchestrator.run_dir)
+    microservices = ["microservice-1", "microservice-2", "microservice-3"]
+
+    def running() -> list[str]:
+        infos = healthy_stack.orchestrator.instances()
+        return sorted(info.name for info in infos if info.service == "microservice" and info.state == "running")
+
+    before = {
+        name: requests.get(
+            healthy_stack.url(name) + "/control", headers=healthy_stack.admin(), timeout=REQUEST_TIMEOUT
+        ).json()["knobs"]["service_time_ms"]["value"]
+        for name in microservices
+    }
+    for name in microservices:
+        healthy_stack.control(name, service_time_ms=300)
+    try:
+        assert cli(["--run-dir", run_dir, "autoscale", "on", "--target", "0.5", "--max", "4", "--cooldown", "1"]) == 0
+        assert "autoscaler: on, microservice on in_flight, target 0.5 per instance, 3 to 4" in capsys.readouterr().out
+        # Eight clients on 300 ms calls: about 2.7 in flight per instance, far above the target.
+        result = run_load(
+            healthy_stack.lb + "/process",
+            healthy_stack.auth(),
+            clients=8,
+            seconds=6,
+            during=lambda: wait_for(lambda: len(running()) == 4, timeout=8, what="a fourth microservice"),
+            field_name="service_id",
+        )
+        assert result.failed == 0, result.errors[:3]
+        assert "4" in result.served_by  # the new instance took its share
+        wait_for(lambda: len(running()) == 3, timeout=15, what="the scale-in after the load")
+        assert cli(["--run-dir", run_dir, "autoscale", "status"]) == 0
+        out = capsys.readouterr().out
+        assert "scale-out microservice 3→4 (in_flight" in out and "scale-in microservice 4→3 (in_flight 0" in out
+    finally:
+        assert cli(["--run-dir", run_dir, "autoscale", "off"]) == 0
+        for name, value in before.items():
+            healthy_stack.control(name, service_time_ms=value)
+    assert "autoscaler: off" in capsys.readouterr().out
+    assert running() == microservices

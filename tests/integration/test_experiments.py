@@ -80,6 +80,15 @@ def shedding_refused_early_and_kept_the_admitted_fast(result: dict) -> None:
         assert limited["lost"] == 0
 
 
+def every_scaling_decision_is_on_the_timeline(result: dict) -> None:
+    [variant] = result["variants"]
+    labels = [action["label"] for action in variant["timeline"]]
+    # Out during the step (to 5 or 6 at once), then in one at a time back to 3.
+    assert labels[0].startswith("scale-out microservice 3→") and labels[-1] == "scale-in microservice 4→3"
+    assert all(action["error"] == "" and action["offset"] is not None for action in variant["timeline"])
+    assert any(note.startswith("autoscaler: microservice on in_flight") for note in variant["notes"])
+
+
 # What some experiments must show beyond their own checks.
 def every_fault_row_says_what_it_expects(result: dict) -> None:
     # One row per instance and fault, each with its expected outcome beside the measured one.
@@ -92,6 +101,7 @@ MORE = {
     "stampede": coalescing_saves_database_reads,
     "coordinated-omission": both_models_met_the_stall,
     "load-shedding": shedding_refused_early_and_kept_the_admitted_fast,
+    "autoscaling": every_scaling_decision_is_on_the_timeline,
     "fault-matrix": every_fault_row_says_what_it_expects,
 }
 

@@ -19,11 +19,16 @@ from dashboard.lab import Lab
 from scalelab.orchestrators.base import OrchestratorError
 from scalelab.orchestrators.local import LocalOrchestrator
 from services.kit.config import load_config
+from tests.unit.standins import closed_port
+from tests.unit.support import wait_for
 
 PASSWORD = "s3cret-Pass"
 # Every script and stylesheet the index page loads, by its address.
 ASSET = re.compile(r"""<(?:script|link)\b[^>]*?\b(?:src|href)=["']([^"']+)["']""")
 URL = re.compile(r"""(?:https?:)?//[^\s"'<>\\]+""")
+
+
+ADMIN = {"X-Admin-Token": "t"}
 
 
 def config(**overrides: Any) -> DashboardConfig:
@@ -244,3 +249,54 @@ def test_a_lab_room_names_its_hosts(make_lab: Callable[..., Lab]):
     client = create_app(make_lab(host="0.0.0.0", password=PASSWORD, allowed_hosts=["lab.example"])).server.test_client()
     assert client.get("/health", headers={"Host": "lab.example:8050"}).status_code == 200
     assert client.get("/health", headers={"Host": "other.example:8050"}).status_code == 403
+
+
+# ------------------------------------------------------------------ the autoscaler's route (scalelab autoscale)
+def test_the_autoscaler_is_off_until_switched_on(page: FlaskClient):
+    assert page.get("/autoscaler").get_json() == {"enabled": False, "policy": None, "decisions": []}
+
+
+def test_switching_the_autoscaler_needs_the_admin_token(page: FlaskClient):
+    refused = page.put("/autoscaler", json={"enabled": True})
+    assert refused.status_code == 401 and "X-Admin-Token" in refused.get_json()["error"]
+    assert page.put("/autoscaler", json={"enabled": True}, headers={"X-Admin-Token": "wrong"}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([True], "send a JSON object"),
+        ({"target": 1}, "send a JSON object"),
+        ({"enabled": "yes"}, "enabled is true or false"),
+        ({"enabled": True, "target": -1}, "target must be a number above 0"),
+        ({"enabled": True, "service": "cache"}, "scales a service that scales"),
+        ({"enabled": True, "speed": 3}, "unknown autoscaler setting"),
+    ],
+)
+def test_a_bad_switch_is_400_saying_why(page: FlaskClient, body: Any, message: str):
+    answer = page.put("/autoscaler", json=body, headers={"X-Admin-Token": "t"})
+    assert answer.status_code == 400 and message in answer.get_json()["error"]
+    assert page.get("/autoscaler").get_json()["enabled"] is False
+
+
+def test_the_autoscaler_switches_on_with_its_policy_and_off_again(make_lab: Callable[..., Lab]):
+    lab = make_lab(prometheus_url=f"http://127.0.0.1:{closed_port()}")
+    page = create_app(lab).server.test_client()
+    try:
+        on = page.put("/autoscaler", json={"enabled": True, "target": 0.5, "max_instances": 5}, headers=ADMIN)
+        assert on.status_code == 200
+        status = on.get_json()
+        assert status["enabled"] is True and status["policy"]["target"] == 0.5
+        assert (
+            status["describe"] == "microservice on in_flight, target 0.5 per instance, 3 to 5 instances, cool-down 3 s"
+        )
+        # Prometheus is not there: the loop changes nothing and says why.
+        wait_for(lambda: "did not answer" in page.get("/autoscaler").get_json()["error"], timeout=5)
+        off = page.put("/autoscaler", json={"enabled": False}, headers=ADMIN).get_json()
+        assert off["enabled"] is False and off["policy"]["target"] == 0.5  # kept for the next switch-on
+        assert [action.label for action in lab.actions.recent()] == [
+            "autoscaler microservice on",
+            "autoscaler microservice off",
+        ]
+    finally:
+        lab.set_autoscaler(False)

@@ -50,7 +50,7 @@ def _named(app: Dash) -> list[tuple[str, str]]:
 
 def test_every_panel_registers_its_callbacks(lab: Lab):
     names = {panel.__name__.rpartition(".")[2] for panel in PANELS}
-    assert names == {"topology", "load", "knobs", "live", "failover", "experiments", "actions", "grafana"}
+    assert names == {"topology", "load", "knobs", "live", "autoscaler", "failover", "experiments", "actions", "grafana"}
     for panel in PANELS:
         alone = Dash(__name__, suppress_callback_exceptions=True)
         panel.register(alone, lab)

@@ -665,3 +665,32 @@ def test_past_the_fixed_concurrency_limit_requests_are_shed_at_once_with_503(mak
 def test_an_unknown_shedding_mode_is_refused_at_start(make_gateway):
     with pytest.raises(ConfigError, match="GATEWAY_SHEDDING"):
         make_gateway(shedding="sometimes")
+
+
+def test_once_the_retry_budget_is_spent_a_failed_call_is_not_retried(make_gateway, serve, registry):
+    slow = [slow_microservice(serve, str(n), 400) for n in range(3)]
+    app = make_gateway(
+        microservices=[f"slow-{n}={server.url}" for n, server in enumerate(slow)],
+        microservice_timeout=0.02,
+        retry_budget=0,
+        retry_backoff_ms=0,
+    )
+    client = app.test_client()
+    headers = auth(client)
+    started = time.monotonic()
+    answers = [client.get("/process", headers=headers) for _ in range(24)]
+    seconds = time.monotonic() - started
+    # Each request tries all three (two retries) while the saved-up budget lasts, then only one.
+    assert {answer.status_code for answer in answers[:8]} == {502}  # every attempt timed out
+    # Then the floor of 5 retries a second lets a few through, and the rest end with their first failure.
+    refused = [answer for answer in answers[8:] if answer.status_code == 503]
+    assert len(refused) >= 5
+    assert "retry budget is spent" in assert_json_error(refused[0], 503)["error"]
+    assert refused[0].headers["Retry-After"] == "1"
+    assert registry.get_sample_value("scalelab_retries_refused_total") >= 2
+    retried = sum(
+        registry.get_sample_value("scalelab_backend_retries_total", {"pool": "microservices", "backend": f"slow-{n}"})
+        or 0
+        for n in range(3)
+    )
+    assert retried <= 20 + 5 * seconds + 1  # what was saved up, and the floor of 5 a second for the seconds it took

@@ -7,18 +7,11 @@ from prometheus_client import CollectorRegistry
 
 from services.kit.errors import ApiError
 from services.kit.shedding import ADAPTIVE, FIXED, OFF, AdaptiveLimit, Shedder, TokenBuckets
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.support import FakeClock
 
 
 def test_a_client_may_burst_then_gets_its_rate_and_waits_for_the_next_token():
-    clock = Clock()
+    clock = FakeClock()
     buckets = TokenBuckets(rate=2, burst=3, clock=clock)
     assert [buckets.take("a") for _ in range(3)] == [0, 0, 0]
     assert buckets.take("a") == pytest.approx(0.5)
@@ -28,14 +21,14 @@ def test_a_client_may_burst_then_gets_its_rate_and_waits_for_the_next_token():
 
 
 def test_each_client_has_its_own_bucket():
-    buckets = TokenBuckets(rate=1, burst=1, clock=Clock())
+    buckets = TokenBuckets(rate=1, burst=1, clock=FakeClock())
     assert buckets.take("a") == 0
     assert buckets.take("a") > 0
     assert buckets.take("b") == 0
 
 
 def test_an_idle_client_never_holds_more_than_its_burst():
-    clock = Clock()
+    clock = FakeClock()
     buckets = TokenBuckets(rate=10, burst=2, clock=clock)
     buckets.take("a")
     clock.now += 30
@@ -43,7 +36,7 @@ def test_an_idle_client_never_holds_more_than_its_burst():
 
 
 def shedder(mode: str = OFF, limit: int = 2, rate: float = 0, burst: float = 1, clock=None) -> Shedder:
-    return Shedder("gateway-9", mode, limit, rate, burst, CollectorRegistry(), clock=clock or Clock())
+    return Shedder("gateway-9", mode, limit, rate, burst, CollectorRegistry(), clock=clock or FakeClock())
 
 
 def test_off_admits_everything():
@@ -69,7 +62,7 @@ def test_a_fixed_limit_refuses_the_excess_with_503_and_retry_after_until_a_slot_
 
 
 def test_the_client_rate_limit_is_429_with_the_seconds_until_a_token():
-    clock = Clock()
+    clock = FakeClock()
     admission = shedder(rate=0.25, burst=1, clock=clock)
     admission.done(admission.admit("a"), 200)
     with pytest.raises(ApiError) as refused:
@@ -97,7 +90,7 @@ def test_knobs_change_the_limits_at_runtime():
 
 def test_the_counters_say_how_many_were_admitted_and_why_the_others_were_shed():
     registry = CollectorRegistry()
-    admission = Shedder("gateway-1", FIXED, 1, 0.5, 1, registry, clock=Clock())
+    admission = Shedder("gateway-1", FIXED, 1, 0.5, 1, registry, clock=FakeClock())
     admission.admit("a")
     for client in ("a", "b"):
         with pytest.raises(ApiError):
@@ -141,7 +134,7 @@ def test_failures_below_shrink_the_adaptive_limit():
 
 
 def test_an_adaptive_shedder_learns_from_finished_requests():
-    clock = Clock()
+    clock = FakeClock()
     admission = shedder(ADAPTIVE, limit=32, clock=clock)
     assert admission.limit() == 4  # it starts small, where nothing queues, and learns the no-load latency
     for _ in range(200):  # three servers of 100 ms behind it

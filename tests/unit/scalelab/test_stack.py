@@ -48,14 +48,14 @@ def test_a_tripped_circuit_breaker_shows_on_the_tile_with_how_many_pools_skip_th
 
 def test_a_running_instance_no_pool_counts_healthy_yet_is_starting(client: StackClient):
     pools = {"load-balancer": {"backends": [backend("gateway-2", False, served=7)]}}
-    [tile] = client.tiles([instance("gateway-2", "gateway", 5003)], pools)
+    [tile] = client.tiles([instance("gateway-2", "gateway", closed_port())], pools)
     assert (tile.state, tile.process, tile.detail) == ("starting", "running", "out of rotation")
     assert tile.served == 7
 
 
 def test_a_stopped_instance_is_down_whatever_its_balancers_last_saw(client: StackClient):
     pools = {"load-balancer": {"backends": [backend("gateway-2", True)]}}
-    [tile] = client.tiles([instance("gateway-2", "gateway", 5003, state="stopped")], pools)
+    [tile] = client.tiles([instance("gateway-2", "gateway", closed_port(), state="stopped")], pools)
     assert (tile.state, tile.process) == ("down", "stopped")
 
 
@@ -106,8 +106,8 @@ def test_stopped_and_paused_unbalanced_instances_are_not_probed(client: StackCli
 def test_tiles_keep_the_orchestrators_order(client: StackClient):
     instances = [
         instance("load-balancer", "load-balancer", 8000, health="healthy"),
-        instance("gateway-1", "gateway", 5000),
-        instance("gateway-2", "gateway", 5003, state="stopped"),
+        instance("gateway-1", "gateway", closed_port()),
+        instance("gateway-2", "gateway", closed_port(), state="stopped"),
     ]
     pools = {"load-balancer": {"backends": [backend("gateway-1", True), backend("gateway-2", False)]}}
     tiles = client.tiles(instances, pools)
@@ -167,3 +167,22 @@ def test_metrics_returns_samples_by_name_and_sorted_labels(client: StackClient, 
         ("scalelab_db_queries_total", (("b", "2"), ("operation", "get"))): 5.0,
         ("scalelab_tasks_queue_depth", ()): 3.0,
     }
+
+
+@pytest.mark.parametrize(
+    ("admission", "detail"),
+    [
+        (
+            {"mode": "adaptive", "limit": 7, "in_flight": 7, "shed": 120, "client_rate_limit": 5.0},
+            "in rotation · shedding adaptive (limit 7), 5 req/s per client, 120 shed",
+        ),
+        ({"mode": "off", "limit": 0, "in_flight": 0, "shed": 0, "client_rate_limit": 0.0}, "in rotation"),
+    ],
+)
+def test_a_gateway_that_sheds_load_says_how_on_its_tile(
+    client: StackClient, server: CannedServer, admission: dict[str, Any], detail: str
+):
+    server.json("GET", "/health", {"status": "ok", "admission": admission})
+    pools = {"load-balancer": {"backends": [backend("gateway-2", True)]}}
+    [tile] = client.tiles([instance("gateway-2", "gateway", server.port)], pools)
+    assert tile.detail == detail

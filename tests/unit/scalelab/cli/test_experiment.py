@@ -67,7 +67,9 @@ def test_without_a_name_it_says_what_to_give(tmp_path: Path, capsys: pytest.Capt
 
 def test_an_unknown_experiment_lists_the_built_in_ones(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(tmp_path, "nosuch") == 1
-    assert "scalelab: no experiment named 'nosuch'; built-in: algorithms, caching" in capsys.readouterr().err
+    assert (
+        "scalelab: no experiment named 'nosuch'; built-in: algorithms, autoscaling, caching" in capsys.readouterr().err
+    )
 
 
 def test_an_invalid_override_names_the_file_and_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

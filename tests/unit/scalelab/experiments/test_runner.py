@@ -92,4 +92,4 @@ def test_a_cancelled_run_fails_and_says_so(balancer: CannedServer, tmp_path: Pat
 
 def test_the_built_in_experiments_are_listed_with_their_description() -> None:
     listed = dict(list_experiments())
-    assert len(listed) == 12 and "the classic caching_test.py" in listed["caching"]
+    assert len(listed) == 13 and "the classic caching_test.py" in listed["caching"]

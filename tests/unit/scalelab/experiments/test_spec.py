@@ -21,8 +21,8 @@ from scalelab.experiments.spec import (
 )
 
 BUILTINS = (
-    "algorithms", "caching", "circuit-breaker", "coordinated-omission", "failover", "fault-matrix", "load-balancing",
-    "load-shedding", "microservice-routing", "scaling", "scaling-cpu", "stampede",
+    "algorithms", "autoscaling", "caching", "circuit-breaker", "coordinated-omission", "failover", "fault-matrix",
+    "load-balancing", "load-shedding", "microservice-routing", "scaling", "scaling-cpu", "stampede",
 )  # fmt: skip
 # Long on purpose: one row per instance and fault (its own test keeps each row short).
 LONG = ("fault-matrix",)
@@ -68,7 +68,7 @@ def test_a_path_loads_the_file_and_keeps_where_it_came_from(tmp_path: Path) -> N
 
 
 def test_an_unknown_name_lists_the_built_in_ones() -> None:
-    with pytest.raises(SpecError, match="no experiment named 'nosuch'; built-in: algorithms, caching"):
+    with pytest.raises(SpecError, match="no experiment named 'nosuch'; built-in: algorithms, autoscaling, caching"):
         load("nosuch")
 
 
@@ -415,3 +415,39 @@ def test_a_load_shape_needs_a_duration_a_rate_and_a_peak() -> None:
     ):
         with pytest.raises(SpecError, match=message):
             parse(minimal(load=bad), "mine.yaml")
+
+
+def test_an_autoscaler_block_gives_every_variant_an_autoscaler_unless_it_opts_out() -> None:
+    document = minimal(
+        autoscaler={"target": 0.7, "max_instances": 6, "watch_after": 20},
+        variants=[{"name": "scaled"}, {"name": "fixed", "autoscale": False}],
+    )
+    experiment = parse(document, "mine.yaml")
+    assert experiment.autoscaler is not None
+    assert (experiment.autoscaler.service, experiment.autoscaler.target) == ("microservice", 0.7)
+    assert (experiment.autoscaler.min_instances, experiment.autoscaler.max_instances) == (3, 6)
+    assert experiment.autoscale_after == 20
+    assert [variant.autoscale for variant in experiment.variants] == [True, False]
+    assert parse(minimal(), "mine.yaml").autoscaler is None
+
+
+@pytest.mark.parametrize(
+    ("autoscaler", "message"),
+    [
+        ({"target": "high"}, "autoscaler.target: must be a number"),
+        ({"min_instances": 5, "max_instances": 4}, "autoscaler: microservice: need 1 <= min_instances"),
+        ({"service": "database"}, "autoscaler: the autoscaler scales a service that scales"),
+        ({"signal": "queue"}, "autoscaler: signal is one of"),
+        ({"watch_after": 1000}, "autoscaler.watch_after: must be from 0 to 120"),
+        ({"tagret": 1}, "autoscaler.tagret: unknown field"),
+        ([1], "autoscaler: must be a mapping"),
+    ],
+)
+def test_an_autoscaler_that_cannot_work_is_refused_naming_the_field(autoscaler: Any, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse(minimal(autoscaler=autoscaler), "mine.yaml")
+
+
+def test_a_variants_autoscale_is_true_or_false() -> None:
+    with pytest.raises(SpecError, match=r"variants\[0\].autoscale: is true or false"):
+        parse(minimal(variants=[{"name": "v", "autoscale": "no"}]), "mine.yaml")
