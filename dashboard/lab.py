@@ -393,9 +393,13 @@ class Lab:
 
         def work(_action: Action) -> str:
             self.load.start(plan)  # validates first: a bad plan shows as a failed action
-            return f"{plan.users} users" + (f", {plan.rate:g} req/s" if plan.rate else "")
+            return detail
 
         detail = f"{plan.users} users" + (f" {plan.rate:g}/s" if plan.rate else "")
+        if plan.shape != "constant":
+            detail += f" {plan.shape} to {plan.peak_rate:g}/s"
+        if plan.model == "open":
+            detail += " open"
         return self._submit("load-start", "loadgen", work, detail=detail)
 
     # ---------------------------------------------------------------- the autoscaler

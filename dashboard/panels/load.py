@@ -20,6 +20,23 @@ def _number(id_: str, value: float, step: float = 1, minimum: float = 0, width: 
     return dbc.Input(id=id_, type="number", value=value, step=step, min=minimum, size="sm", style={"width": width})
 
 
+MODEL_LABELS = {
+    "closed": "closed: each user waits for its answer",
+    "open": "open: requests go out when due, answered or not",
+}
+SHAPE_LABELS = {
+    "constant": "constant rate",
+    "ramp": "ramp: target to peak over the duration",
+    "steps": "steps: target to peak in 4 steps",
+    "spike": "spike: peak through the middle fifth",
+}
+
+
+def _select(id_: str, labels: dict[str, str], value: str) -> dbc.Select:
+    options = [{"label": label, "value": name} for name, label in labels.items()]
+    return dbc.Select(id=id_, options=options, value=value, size="sm")
+
+
 def card() -> dbc.Card:
     """Return the load card, its fields filled with the load engine's defaults."""
     mix = [
@@ -41,6 +58,14 @@ def card() -> dbc.Card:
                             dbc.Col([dbc.Label("Hot keys", size="sm"), _number("load-hot-keys", PLAN.hot_keys, 1, 1)]),
                         ],
                         className="g-2",
+                    ),
+                    dbc.Row(
+                        [
+                            dbc.Col([dbc.Label("Model", size="sm"), _select("load-model", MODEL_LABELS, PLAN.model)]),
+                            dbc.Col([dbc.Label("Shape", size="sm"), _select("load-shape", SHAPE_LABELS, PLAN.shape)]),
+                            dbc.Col([dbc.Label("Peak req/s (shapes)", size="sm"), _number("load-peak-rate", 0)]),
+                        ],
+                        className="g-2 mt-1",
                     ),
                     dbc.Label("Mix (weights)", size="sm", className="mt-2"),
                     dbc.Row(
@@ -86,9 +111,18 @@ def load_status(load: dict[str, Any], problem: str) -> Any:
     return html.Span(" · ".join(parts), id="load-state", **{"data-state": state})
 
 
-def plan_from_form(users: Any, rate: Any, duration: Any, hot_keys: Any, *mix: Any) -> LoadPlan:
+def plan_from_form(
+    users: Any,
+    rate: Any,
+    duration: Any,
+    hot_keys: Any,
+    *mix: Any,
+    model: Any = "closed",
+    shape: Any = "constant",
+    peak_rate: Any = 0,
+) -> LoadPlan:
     """Return the plan the form describes (an empty field counts as 0); raise ValueError for a field that is
-    not a number (the browser may send anything), naming the field."""
+    not a number or a choice the form offers (the browser may send anything), naming the field."""
 
     def number(value: Any, kind: type, field: str = "") -> Any:
         if value in (None, ""):
@@ -101,12 +135,22 @@ def plan_from_form(users: Any, rate: Any, duration: Any, hot_keys: Any, *mix: An
         except (TypeError, ValueError, OverflowError):
             raise ValueError(f"{field or 'a load field'} must be a {'whole ' if kind is int else ''}number") from None
 
+    def choice(value: Any, labels: dict[str, str], field: str) -> str:
+        if value in (None, ""):
+            return next(iter(labels))
+        if not isinstance(value, str) or value not in labels:
+            raise ValueError(f"{field} is one of {', '.join(labels)}")
+        return value
+
     return LoadPlan(
         users=number(users, int, "users"),
         rate=number(rate, float, "target req/s"),
         duration=number(duration, int, "duration"),
         hot_keys=number(hot_keys, int, "hot keys"),
         **{option: number(value, int, option) for option, value in zip(MIX_OPTIONS, mix, strict=True)},
+        model=choice(model, MODEL_LABELS, "the load model"),
+        shape=choice(shape, SHAPE_LABELS, "the shape"),
+        peak_rate=number(peak_rate, float, "peak req/s"),
     )
 
 
@@ -124,12 +168,17 @@ def register(app: Dash, lab: Lab) -> None:
         State("load-rate", "value"),
         State("load-duration", "value"),
         State("load-hot-keys", "value"),
+        State("load-model", "value"),
+        State("load-shape", "value"),
+        State("load-peak-rate", "value"),
         [State(f"load-{option}", "value") for option in MIX_OPTIONS],
         prevent_initial_call=True,
     )
-    def load_start(_n: int, users: Any, rate: Any, duration: Any, hot_keys: Any, *mix: Any) -> Any:
+    def load_start(
+        _n: int, users: Any, rate: Any, duration: Any, hot_keys: Any, model: Any, shape: Any, peak: Any, *mix: Any
+    ) -> Any:
         try:
-            plan = plan_from_form(users, rate, duration, hot_keys, *mix)
+            plan = plan_from_form(users, rate, duration, hot_keys, *mix, model=model, shape=shape, peak_rate=peak)
         except ValueError as exc:
             return lab.refuse("load-start", str(exc), target="loadgen").label
         return lab.start_load(plan).label

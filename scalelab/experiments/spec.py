@@ -22,6 +22,7 @@ from scalelab.autoscaler import AutoscalerError, ScalingPolicy
 from scalelab.experiments.checks import METRICS, SHARE_PREFIX
 from scalelab.experiments.usl import MIN_POINTS
 from scalelab.load import mix as load_mix
+from scalelab.load import shapes
 
 __all__ = [
     "BUILTIN_DIR",
@@ -50,8 +51,8 @@ MAX_USERS = 200
 MAX_REQUESTS = 100_000
 MAX_DURATION_SECONDS = 600.0
 MAX_RATE = 5_000.0
-LOAD_MODELS = ("closed", "open")
-LOAD_SHAPES = ("constant", "ramp", "steps", "spike")
+LOAD_MODELS = shapes.MODELS
+LOAD_SHAPES = shapes.SHAPES
 MAX_REQUEST_TIMEOUT = 60.0
 # The longest an experiment's autoscaler keeps running after the load to scale back in.
 MAX_AUTOSCALE_AFTER_SECONDS = 120.0
@@ -83,15 +84,7 @@ class LoadProfile:
 
     def rate_at(self, elapsed: float) -> float:
         """Return the requests per second due ``elapsed`` seconds into the load, as the shape says."""
-        if self.shape == "constant" or self.duration is None:
-            return self.rate
-        share = min(max(elapsed / self.duration, 0.0), 1.0)
-        if self.shape == "ramp":
-            return self.rate + (self.peak_rate - self.rate) * share
-        if self.shape == "steps":
-            step = min(int(share * self.steps), self.steps - 1)
-            return self.rate + (self.peak_rate - self.rate) * step / max(self.steps - 1, 1)
-        return self.peak_rate if 0.4 <= share < 0.6 else self.rate  # spike
+        return shapes.rate_at(self.shape, self.rate, self.peak_rate, self.steps, self.duration, elapsed)
 
     seed: int = 1
     mix: dict[str, float] = field(default_factory=lambda: dict(load_mix.DEFAULT_MIX))

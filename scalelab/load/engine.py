@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 
-from scalelab.load import mix
+from scalelab.load import mix, shapes
 
 __all__ = ["MIX_OPTIONS", "LoadEngine", "LoadEngineError", "LoadPlan"]
 
@@ -41,6 +41,9 @@ class LoadPlan:
     mix_process: int = int(mix.DEFAULT_MIX["process"])
     mix_longtask: int = int(mix.DEFAULT_MIX["longtask"])
     hot_keys: int = mix.DEFAULT_HOT_KEYS
+    model: str = "closed"  # open: each request goes out when due, answered or not (scalelab/load/shapes.py)
+    shape: str = "constant"  # ramp, steps or spike: from rate to peak_rate over the duration
+    peak_rate: float = 0.0
 
     def validate(self) -> None:
         """Raise ValueError with a readable message when the plan cannot run."""
@@ -55,6 +58,16 @@ class LoadPlan:
             raise ValueError("the mix needs at least one endpoint with a positive weight")
         if not 1 <= self.hot_keys <= MAX_HOT_KEYS:
             raise ValueError(f"hot keys must be from 1 to {MAX_HOT_KEYS}")
+        if self.model not in shapes.MODELS:
+            raise ValueError(f"the load model is one of {', '.join(shapes.MODELS)}, not {self.model!r}")
+        if self.model == "open" and not self.rate:
+            raise ValueError("the open model sends at a rate: give a target req/s above 0")
+        if self.shape not in shapes.SHAPES:
+            raise ValueError(f"the shape is one of {', '.join(shapes.SHAPES)}, not {self.shape!r}")
+        if not 0 <= self.peak_rate <= MAX_RATE:
+            raise ValueError(f"peak req/s must be from 0 to {MAX_RATE:g}")
+        if self.shape != "constant" and not (self.duration and self.rate and self.peak_rate):
+            raise ValueError(f"a {self.shape} runs over the duration from the target req/s to the peak: give all three")
 
     def form(self, host: str | None) -> dict[str, Any]:
         """Return the form Locust's /swarm expects."""
@@ -63,6 +76,10 @@ class LoadPlan:
             "spawn_rate": self.users,  # all users at once: the chart shows the load, not a ramp
             "hot_keys": self.hot_keys,
             "rate_per_user": round(self.rate / self.users, 6) if self.rate else 0,
+            "model": self.model,
+            "shape": self.shape,
+            "peak_rate": self.peak_rate,
+            "shape_seconds": self.duration,
             **{option: getattr(self, option) for option in MIX_OPTIONS},
         }
         if host:

@@ -20,7 +20,7 @@ from locust import events
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from scalelab.load import mix
+from scalelab.load import mix, shapes
 from scalelab.load.metrics import ClientMetrics
 from scalelab.load.users import LabUser
 from services.kit.origin import ALLOWED_HOSTS_ENV, allowed_hosts, own_addresses, refusal
@@ -54,10 +54,38 @@ def _options(parser: Any) -> None:
         include_in_web_ui=True,
         help="requests per second per user; 0 = as fast as the stack answers",
     )
+    parser.add_argument(
+        "--model",
+        choices=shapes.MODELS,
+        default="closed",
+        include_in_web_ui=True,
+        help="closed: a user waits for each answer; open: each request goes out when due, answered or not",
+    )
+    parser.add_argument(
+        "--shape", choices=shapes.SHAPES, default="constant", include_in_web_ui=True, help="how the rate moves"
+    )
+    parser.add_argument(
+        "--peak-rate", type=float, default=0.0, include_in_web_ui=True, help="req/s a shape reaches (all users)"
+    )
+    parser.add_argument(
+        "--shape-seconds", type=float, default=0.0, include_in_web_ui=True, help="seconds the shape runs over"
+    )
+
+
+# When the current swarm was asked for: a shape's clock starts there.
+SWARM_STARTED = [time.time()]
+
+
+def _open(options: Any) -> bool:
+    return getattr(options, "model", "closed") == "open"
 
 
 @events.request.add_listener
-def _count(name: str, response_time: float, response: Any, exception: BaseException | None, **_: Any) -> None:
+def _count(
+    name: str, response_time: float, response: Any, exception: BaseException | None, context: Any = None, **_: Any
+) -> None:
+    if isinstance(context, dict) and context.get("model") == "open":
+        return  # timed from when it was due, by the source (MixSource.answered)
     METRICS.record(name, response, response_time / 1000, exception is not None)
 
 
@@ -86,6 +114,8 @@ def _serve_metrics(environment: Any, **_: Any) -> None:
         # The engine sends load to the stack it was started for (--host), never to a host a
         # request names: the swarm form must not turn it against anything else.
         asked = (request.form.get("host") or "").rstrip("/") if request.path == "/swarm" else ""
+        if request.path == "/swarm":
+            SWARM_STARTED[0] = time.time()
         if asked and asked != target:
             body = {"success": False, "message": f"this load engine only targets {target}, not {asked}"}
             return Response(json.dumps(body), status=403, content_type="application/json")
@@ -115,6 +145,12 @@ class MixSource:
         number = next(self._seq)
         request = mix.request_for(mix.draw(self._rng, weights), number, self._rng, number, self._seed, options.hot_keys)
         rate = options.rate_per_user
+        if rate > 0 and options.shape != "constant":
+            # The shape moves the whole rate from the target to the peak; each user's share moves with it.
+            base = rate * max(user.environment.runner.user_count, 1) if user.environment.runner else rate
+            rate *= shapes.rate_at(
+                options.shape, 1.0, options.peak_rate / base, 4, options.shape_seconds, now - SWARM_STARTED[0]
+            )
         due = max(now, getattr(user, "next_due", now)) if rate > 0 else now
         user.next_due = due + (1.0 / rate if rate > 0 else 0.0)
         return request, due
@@ -123,7 +159,11 @@ class MixSource:
         """Nothing to note: Locust's statistics and the metrics above count it."""
 
     def answered(self, user: LabUser, request: mix.Request, sent_at: float, seconds: float, response: Any) -> None:
-        """Nothing to note: the request listener above counts it."""
+        """Count an open-model request, timed from when it was due (the request listener counts the others)."""
+        if user.open_model:
+            status = getattr(response, "status_code", 0) or 0
+            failed = bool(getattr(response, "error", None)) or not 200 <= status < 400
+            METRICS.record(request.label, response, seconds, failed)
 
 
 class LiveUser(LabUser):
@@ -131,3 +171,8 @@ class LiveUser(LabUser):
 
     source = MixSource()
     namespace = secrets.token_hex(4)
+
+    @property
+    def open_model(self) -> bool:  # type: ignore[override]
+        """Return whether the swarm form asked for the open model."""
+        return _open(self.environment.parsed_options)

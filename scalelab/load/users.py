@@ -83,6 +83,8 @@ class LabUser(FastHttpUser):
             name=request.label,
             headers={"Authorization": self.token},
             json=request.body,
+            # Tells the request listeners this one is timed from when it was due (by the source), not sent.
+            context={"model": "open"} if scheduled is not None else {},
         )
         seconds = time.perf_counter() - started if scheduled is None else time.time() - scheduled
         self.source.answered(self, request, sent_at, seconds, response)

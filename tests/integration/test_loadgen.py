@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import requests
+
+from scalelab.load.engine import LoadEngine, LoadPlan
 
 from .conftest import REQUEST_TIMEOUT, Stack, wait_for
 
@@ -58,3 +62,30 @@ def test_the_load_engine_only_targets_its_own_stack(healthy_stack: Stack) -> Non
     assert refused.status_code == 403
     assert "only targets " + healthy_stack.lb in refused.json()["message"]
     assert requests.get(loadgen + "/stats/requests", timeout=T).json()["state"] != "running"
+
+
+def test_an_open_model_step_shape_sends_at_the_rate_it_is_due(healthy_stack: Stack) -> None:
+    loadgen = healthy_stack.url("loadgen")
+    engine = LoadEngine(loadgen, T, healthy_stack.lb)
+    plan = LoadPlan(
+        users=2, rate=10, duration=8, model="open", shape="steps", peak_rate=40, mix_data_hot=0, mix_data_new=0,
+        mix_process=1, mix_longtask=0,
+    )  # fmt: skip
+
+    def sent() -> float:
+        text = requests.get(loadgen + "/metrics", timeout=T).text
+        lines = _metric_lines(text, "scalelab_loadgen_requests_total")
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if 'endpoint="/process"' in line)
+
+    before = sent()
+    engine.start(plan)
+    try:
+        time.sleep(3.5)
+        early = sent() - before  # the first of four 2 s steps at 10 req/s, and part of the second at 20
+        wait_for(lambda: requests.get(loadgen + "/stats/requests", timeout=T).json()["state"] == "stopped", 15)
+        total = sent() - before
+    finally:
+        engine.stop()
+    # Steps of 2 s at 10, 20, 30 and 40 req/s: 200 in all, 20 + 30 by 3.5 s.
+    assert 30 <= early <= 70, early
+    assert 160 <= total <= 210, total

@@ -27,6 +27,12 @@ def test_the_default_plan_is_valid():
         (LoadPlan(mix_process=-1), "at least one endpoint"),
         (LoadPlan(hot_keys=0), "hot keys must be from 1"),
         (LoadPlan(mix_process=10**12), "at least one endpoint"),
+        (LoadPlan(model="half-open"), "the load model is one of closed, open"),
+        (LoadPlan(model="open", rate=0), "the open model sends at a rate"),
+        (LoadPlan(shape="sawtooth"), "the shape is one of constant, ramp, steps, spike"),
+        (LoadPlan(shape="ramp", rate=10, peak_rate=50), "a ramp runs over the duration"),
+        (LoadPlan(shape="spike", duration=30, rate=10), "a spike runs over the duration"),
+        (LoadPlan(peak_rate=-1), "peak req/s must be from 0"),
     ],
 )
 def test_validate_says_what_is_wrong(plan, message):
@@ -47,11 +53,23 @@ def test_form_splits_the_rate_over_the_users_and_starts_them_at_once():
         "spawn_rate": 8,
         "hot_keys": 10,
         "rate_per_user": 12.5,
+        "model": "closed",
+        "shape": "constant",
+        "peak_rate": 0.0,
+        "shape_seconds": 0,
         "mix_data_hot": 60,
         "mix_data_new": 20,
         "mix_process": 15,
         "mix_longtask": 5,
     }
+
+
+def test_an_open_shaped_plan_tells_the_engine_its_model_shape_peak_and_duration():
+    plan = LoadPlan(users=4, rate=10, duration=60, model="open", shape="ramp", peak_rate=80)
+    plan.validate()
+    form = plan.form(None)
+    assert (form["model"], form["shape"], form["peak_rate"], form["shape_seconds"]) == ("open", "ramp", 80, 60)
+    assert form["run_time"] == "60s"
 
 
 def test_form_rounds_the_rate_per_user():

@@ -48,3 +48,37 @@ def test_each_interval_the_status_says_why_the_load_engine_cannot_be_read(app: D
     load.register(app, lab)
     shown = Callbacks(app).fire("tick", "n_intervals", 1)
     assert "did not answer" in text(shown["load-status.children"])
+
+
+def test_the_form_offers_the_open_model_and_the_shapes():
+    shown = ids(load.card())
+    assert {"load-model", "load-shape", "load-peak-rate"} <= set(shown)
+    plan = load.plan_from_form(4, 10, 60, 10, *[1] * len(MIX_OPTIONS), model="open", shape="steps", peak_rate="80")
+    assert (plan.model, plan.shape, plan.peak_rate) == ("open", "steps", 80.0)
+    plan.validate()
+
+
+@pytest.mark.parametrize(
+    ("choices", "message"),
+    [({"model": "sideways"}, "the load model is one of closed, open"), ({"shape": ["ramp"]}, "the shape is one of")],
+)
+def test_a_model_or_shape_the_form_does_not_offer_is_refused(choices, message):
+    with pytest.raises(ValueError, match=message):
+        load.plan_from_form(4, 10, 60, 10, *[1] * len(MIX_OPTIONS), **choices)
+
+
+def test_start_sends_the_forms_model_and_shape_or_says_why_it_cannot(app: Dash, lab: Lab):
+    load.register(app, lab)
+    state = {
+        "load-users": 4,
+        "load-rate": 10,
+        "load-duration": 0,
+        "load-hot-keys": 10,
+        "load-model": "open",
+        "load-shape": "ramp",
+        "load-peak-rate": 50,
+        **{f"load-{option}": 1 for option in MIX_OPTIONS},
+    }
+    Callbacks(app).fire("load-start", "n_clicks", 1, state=state)
+    action = lab.actions.latest()
+    assert action.outcome == "failed" and "a ramp runs over the duration" in action.message
