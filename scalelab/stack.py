@@ -44,6 +44,28 @@ def admission_text(admission: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+# A gateway's health report names the breaker on each dependency it calls: "cache_breaker", "database_breaker".
+BREAKER_SUFFIX = "_breaker"
+
+
+def tripped_breakers(reports: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Return ``dependency instance -> "breaker open in 1 of 2 gateways"`` from the gateways' health reports."""
+    states: dict[str, list[str]] = {}
+    for report in reports.values():
+        for key, state in report.items():
+            if key.endswith(BREAKER_SUFFIX) and isinstance(state, str):
+                states.setdefault(key.removesuffix(BREAKER_SUFFIX), []).append(state)
+    said = {}
+    for dependency, seen in states.items():
+        tripped = sorted({state for state in seen} - {"closed"})
+        if tripped:
+            count = sum(1 for state in seen if state != "closed")
+            said[dependency] = (
+                f"breaker {' / '.join(t.replace('_', '-') for t in tripped)} in {count} of {len(seen)} gateways"
+            )
+    return said
+
+
 class ServiceError(RuntimeError):
     """A service answered with an error or not at all; the message names it and its address."""
 
@@ -107,14 +129,13 @@ class StackClient:
                 samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
         return samples
 
-    def admission(self, info: InstanceInfo) -> dict[str, Any] | None:
-        """Return the admission state an instance reports on its health route, or None when it does not answer."""
+    def health_report(self, info: InstanceInfo) -> dict[str, Any]:
+        """Return what an instance reports on its health route ({} when it does not answer)."""
         try:
             body = self._session.get(info.url + info.health_path, timeout=self.timeout / 2).json()
         except (requests.RequestException, ValueError):
-            return None
-        admission = body.get("admission") if isinstance(body, dict) else None
-        return admission if isinstance(admission, dict) else None
+            return {}
+        return body if isinstance(body, dict) else {}
 
     def healthy(self, info: InstanceInfo) -> bool:
         """Return whether an instance answers its health route with 200."""
@@ -152,11 +173,13 @@ class StackClient:
         unbalanced = [info for info in instances if info.name not in views and info.state == "running"]
         probes = {info.name: self._pool.submit(self.healthy, info) for info in unbalanced if info.health is None}
         shedders = shedding_services()
-        admissions = {
-            info.name: self._pool.submit(self.admission, info)
+        reports = {
+            info.name: self._pool.submit(self.health_report, info)
             for info in instances
             if info.service in shedders and info.state == "running"
         }
+        reported = {name: future.result() for name, future in reports.items()}
+        on_dependencies = tripped_breakers(reported)
         tiles = []
         for info in instances:
             seen = views.get(info.name, [])
@@ -173,8 +196,10 @@ class StackClient:
                 if breakers:
                     tripped = sum(1 for view in seen if view.get("breaker", "closed") != "closed")
                     rotation += f" · breaker {' / '.join(b.replace('_', '-') for b in breakers)} in {tripped}"
-            admission = admissions[info.name].result() if info.name in admissions else None
-            said = admission_text(admission) if admission else ""
+            admission = reported.get(info.name, {}).get("admission")
+            said = admission_text(admission) if isinstance(admission, dict) else ""
+            if info.name in on_dependencies:
+                said = ", ".join(filter(None, [said, on_dependencies[info.name]]))
             if said:
                 rotation = f"{rotation} · {said}" if rotation else said
             if info.state == "stopped":

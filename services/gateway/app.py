@@ -213,6 +213,7 @@ class Gateway:
             "gateway_id": self.config.gateway_id,
             "cache": self.cache_aside.cache_state(),
             "database_breaker": self.cache_aside.database_breaker(),
+            "cache_breaker": self.cache_aside.cache_breaker(),
             "admission": self.shedder.state(),
         }
 

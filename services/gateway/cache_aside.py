@@ -18,7 +18,7 @@ from urllib.parse import quote
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..kit import ApiError, ConfigError, HttpClient, Knobs, SingleFlight, UpstreamError
-from ..kit.breaker import BREAKER_STATES, CLOSED, Breaker, BreakerPolicy
+from ..kit.breaker import BREAKER_STATES, CLOSED, OPEN, Breaker, BreakerPolicy
 from ..kit.deadline import Deadline
 
 __all__ = ["ACROSS_GATEWAYS", "COALESCING", "OFF", "PER_GATEWAY", "CacheAside", "cache_key", "coalescing_mode"]
@@ -30,6 +30,29 @@ log = logging.getLogger(__name__)
 OFF, PER_GATEWAY, ACROSS_GATEWAYS = COALESCING = ("off", "per_gateway", "across_gateways")
 # How often a gateway whose read waits on another gateway's lease reads the cache again.
 LEASE_POLL_SECONDS = 0.01
+
+
+class CachePolicy:
+    """When the cache's breaker opens: with breakers on, as every breaker does (``shared``); off, at the first
+    failure for ``retry_seconds`` (GATEWAY_CACHE_RETRY_SECONDS).
+
+    A cache that fails costs only a trip to the database, so it is skipped at once whatever the
+    knobs; after the cool-down one lookup tries it (half-open) while the others still go around.
+    """
+
+    def __init__(self, shared: BreakerPolicy, retry_seconds: float) -> None:
+        self._shared = shared
+        self._retry_seconds = retry_seconds
+
+    @property
+    def failures(self) -> int:
+        """Return the failures in a row that open the breaker."""
+        return self._shared.failures or 1
+
+    @property
+    def cooldown(self) -> float:
+        """Return the seconds an open breaker waits before its trial."""
+        return self._shared.cooldown if self._shared.failures else self._retry_seconds
 
 
 def coalescing_mode(setting: str) -> str:
@@ -71,7 +94,6 @@ class CacheAside:
         self._flight = SingleFlight()
         self._retry_after = retry_after
         self._clock = clock
-        self._cache_down_until = 0.0
         self.lookups = Counter(
             "scalelab_gateway_cache_lookups", "Cache-aside lookups, by result (hit, miss, error, bypass).",
             ["result"], registry=registry,
@@ -85,7 +107,10 @@ class CacheAside:
             "scalelab_gateway_database_reads", "Reads sent to the database.", registry=registry
         )
         # The database's circuit breaker: after a run of failed reads, refuse at once for a cool-down.
-        self._database_breaker = Breaker(breaker_policy or BreakerPolicy())
+        shared = breaker_policy or BreakerPolicy()
+        self._database_breaker = Breaker(shared)
+        # The cache's: skipped after a failure, the database answers meanwhile (see CachePolicy).
+        self._cache_breaker = Breaker(CachePolicy(shared, retry_after))
         self._breaker_lock = threading.Lock()
         self.breaker_state = Gauge(
             "scalelab_gateway_breaker_state",
@@ -160,16 +185,43 @@ class CacheAside:
             time.sleep(LEASE_POLL_SECONDS)
 
     def cache_state(self) -> str:
-        """Return ``available`` or ``skipped`` (the cache failed recently and is bypassed for a while)."""
-        return "available" if self._cache_available() else "skipped"
+        """Return ``available`` or ``skipped`` (its breaker is open: the cache failed and is bypassed for a while)."""
+        return "skipped" if self.cache_breaker() == OPEN else "available"
+
+    def cache_breaker(self) -> str:
+        """Return the state of the cache's circuit breaker (closed, half_open or open)."""
+        with self._breaker_lock:
+            self._cache_breaker.allows(self._clock())  # an open one past its cool-down reads half-open
+            return self._cache_breaker.state
 
     def _cache_available(self) -> bool:
-        return self._clock() >= self._cache_down_until
+        return self.cache_breaker() != OPEN
+
+    def _cache_allowed(self) -> bool:
+        """Return whether this lookup may ask the cache (half-open: it is the one trial)."""
+        with self._breaker_lock:
+            allowed = self._cache_breaker.allows(self._clock())
+            if allowed:
+                self._cache_breaker.picked()
+            self._show_breaker()
+            return allowed
+
+    def _cache_answered(self) -> None:
+        with self._breaker_lock:
+            if self._cache_breaker.record(True, self._clock()):
+                log.warning("the cache's circuit breaker is now %s", self._cache_breaker.state)
+                self._show_breaker()
 
     def _cache_failed(self, error: Exception) -> None:
-        if self._cache_available():
-            log.warning("cache unavailable (%s); serving from the database for %.1f s", error, self._retry_after)
-        self._cache_down_until = self._clock() + self._retry_after
+        with self._breaker_lock:
+            if self._cache_breaker.record(False, self._clock()):
+                log.warning(
+                    "cache unavailable (%s): its circuit breaker is %s; reads go to the database for %.1f s",
+                    error,
+                    self._cache_breaker.state,
+                    self._cache_breaker.policy.cooldown,
+                )
+                self._show_breaker()
         self.lookups.labels("error").inc()
 
     def _cache_get(self, key: str, deadline: Deadline, count: bool = True) -> Any | None:
@@ -183,12 +235,12 @@ class CacheAside:
 
         ``lease`` asks the cache for the lease on a miss; ``count`` says whether this lookup shows in the metrics.
         """
-        if not self._cache_available():
+        if deadline.expired():
+            return None, None, False  # no time to ask: the database read that follows answers 504
+        if not self._cache_allowed():
             if count:
                 self.lookups.labels("error").inc()
             return None, None, False
-        if deadline.expired():
-            return None, None, False  # no time to ask: the database read that follows answers 504
         try:
             response = self._cache.request(
                 "GET",
@@ -205,6 +257,7 @@ class CacheAside:
         except ValueError as exc:
             self._cache_failed(exc)
             return None, None, False
+        self._cache_answered()
         hit = response.status == 200 and isinstance(body, dict) and "value" in body
         if count:
             self.lookups.labels("hit" if hit else "miss").inc()
@@ -221,8 +274,9 @@ class CacheAside:
             return self._database_breaker.state
 
     def _show_breaker(self) -> None:
-        for state in BREAKER_STATES:
-            self.breaker_state.labels("database", state).set(1.0 if self._database_breaker.state == state else 0.0)
+        for target, breaker in (("database", self._database_breaker), ("cache", self._cache_breaker)):
+            for state in BREAKER_STATES:
+                self.breaker_state.labels(target, state).set(1.0 if breaker.state == state else 0.0)
 
     def _database_allowed(self) -> bool:
         with self._breaker_lock:

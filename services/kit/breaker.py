@@ -10,6 +10,7 @@ Its success closes the breaker; its failure opens it again for another cool-down
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 __all__ = ["BREAKER_STATES", "CLOSED", "HALF_OPEN", "OPEN", "Breaker", "BreakerPolicy"]
 
@@ -24,10 +25,20 @@ class BreakerPolicy:
     cooldown: float = 5.0
 
 
+class Rules(Protocol):
+    """What a breaker asks of its policy (a :class:`BreakerPolicy`, or one computed from others)."""
+
+    @property
+    def failures(self) -> int: ...
+
+    @property
+    def cooldown(self) -> float: ...
+
+
 class Breaker:
     """The breaker of one backend. Not thread-safe on its own: the pool calls it under its lock."""
 
-    def __init__(self, policy: BreakerPolicy) -> None:
+    def __init__(self, policy: Rules) -> None:
         self.policy = policy
         self.state = CLOSED
         self.failures = 0  # failed answers in a row

@@ -210,6 +210,29 @@ def test_a_dead_cache_only_costs_a_trip_to_the_database(make_gateway, backends, 
     assert registry.get_sample_value("scalelab_gateway_cache_lookups_total", {"result": "error"}) >= 1
 
 
+def test_with_breakers_on_the_caches_breaker_opens_after_the_failures_then_tries_it_again(
+    make_gateway, backends, registry
+):
+    # Coalescing off: a read looks the key up once (single-flight looks again before it reads the database),
+    # then fills the cache: two failed calls to the cache per read.
+    app = make_gateway(
+        database_url=backends["database"].url, breaker_failures=3, breaker_cooldown_seconds=0.3, coalescing="off"
+    )
+    client = app.test_client()
+    headers = auth(client)
+    assert client.get("/data?key=3", headers=headers).status_code == 200
+    assert client.get("/health").get_json()["cache_breaker"] == "closed"  # two failures of the three it takes
+    assert client.get("/data?key=3", headers=headers).status_code == 200
+    health = client.get("/health").get_json()
+    assert (health["cache_breaker"], health["cache"]) == ("open", "skipped")
+    assert registry.get_sample_value("scalelab_gateway_breaker_state", {"target": "cache", "state": "open"}) == 1
+    time.sleep(0.35)
+    assert client.get("/health").get_json()["cache_breaker"] == "half_open"
+    # The trial fails (nothing listens): open again, and the reads still come from the database.
+    assert client.get("/data?key=3", headers=headers).get_json()["cached"] is False
+    assert client.get("/health").get_json()["cache_breaker"] == "open"
+
+
 def test_a_dead_database_is_503(make_gateway):
     client = make_gateway().test_client()
     body = assert_json_error(client.get("/data?key=1", headers=auth(client)), 503)

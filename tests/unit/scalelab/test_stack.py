@@ -186,3 +186,22 @@ def test_a_gateway_that_sheds_load_says_how_on_its_tile(
     pools = {"load-balancer": {"backends": [backend("gateway-2", True)]}}
     [tile] = client.tiles([instance("gateway-2", "gateway", server.port)], pools)
     assert tile.detail == detail
+
+
+def test_a_breaker_the_gateways_opened_on_a_dependency_shows_on_its_tile(client: StackClient):
+    gateways = [CannedServer(), CannedServer()]
+    try:
+        gateways[0].json("GET", "/health", {"status": "ok", "database_breaker": "open", "cache_breaker": "closed"})
+        gateways[1].json("GET", "/health", {"status": "ok", "database_breaker": "closed", "cache_breaker": "closed"})
+        instances = [
+            instance("gateway-1", "gateway", gateways[0].port),
+            instance("gateway-2", "gateway", gateways[1].port),
+            instance("database", "database", closed_port(), health="healthy"),
+            instance("cache", "cache", closed_port(), health="healthy"),
+        ]
+        tiles = {tile.name: tile for tile in client.tiles(instances, {})}
+        assert tiles["database"].detail == "breaker open in 1 of 2 gateways"
+        assert tiles["cache"].detail == ""
+    finally:
+        for gateway in gateways:
+            gateway.stop()
