@@ -38,7 +38,7 @@ def page(lab: Lab) -> html.Div:
                     topology.card(),
                     dbc.Row([dbc.Col(load.card(), lg=6), dbc.Col(knobs.card(lab), lg=6)], className="mb-3"),
                     live.card(),
-                    autoscaler.card(),
+                    autoscaler.card(lab),
                     failover.card(),
                     actions.card(),
                     experiments.card(lab),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, State, ctx, html
+from dash import Dash, Input, Output, State, html, no_update
 
 from dashboard.lab import Lab
 from scalelab import catalog
@@ -21,8 +21,8 @@ def _number(id_: str, value: float, step: float, minimum: float) -> dbc.Input:
     return dbc.Input(id=id_, type="number", value=value, step=step, min=minimum, size="sm", style={"width": "6rem"})
 
 
-def card() -> dbc.Card:
-    """Return the autoscaler card: the switch, the policy's fields (defaults filled in) and the status line."""
+def card(lab: Lab) -> dbc.Card:
+    """Return the autoscaler card: the switch (as the loop is now), the policy's fields and the status line."""
     scalable = catalog.scalable()
     fields = dbc.Row(
         [
@@ -71,7 +71,12 @@ def card() -> dbc.Card:
             dbc.CardBody(
                 [
                     note,
-                    dbc.Switch(id="autoscaler-on", label="Autoscaler on", value=False, className="mb-2"),
+                    dbc.Switch(
+                        id="autoscaler-on",
+                        label="Autoscaler on",
+                        value=bool(lab.autoscaler_status().get("enabled")),
+                        className="mb-2",
+                    ),
                     fields,
                     html.Div(id="autoscaler-status", className="small mt-2"),
                 ]
@@ -115,25 +120,33 @@ def register(app: Dash, lab: Lab) -> None:
     """Switch the autoscaler from the form, and show its status each interval."""
 
     @app.callback(
-        Output("autoscaler-status", "children"),
-        Output("autoscaler-on", "value"),
+        Output("action-sink", "children", allow_duplicate=True),
         Input("autoscaler-on", "value"),
-        Input("tick", "n_intervals"),
         State("autoscaler-service", "value"),
         State("autoscaler-signal", "value"),
         State("autoscaler-target", "value"),
         State("autoscaler-min", "value"),
         State("autoscaler-max", "value"),
         State("autoscaler-cooldown", "value"),
-        prevent_initial_call=False,
+        prevent_initial_call=True,
     )
-    def switch(on: Any, _n: Any, service: Any, signal: Any, target: Any, low: Any, high: Any, cooldown: Any) -> Any:
-        if ctx.triggered_id == "autoscaler-on" and bool(on) != bool(lab.autoscaler_status().get("enabled")):
-            try:
-                lab.set_autoscaler(bool(on), policy_from_form(service, signal, target, low, high, cooldown))
-            except AutoscalerError as exc:
-                lab.refuse("autoscaler", str(exc))
-                return dbc.Alert(str(exc), color="danger", className="py-1 mb-0"), False
-        # The switch follows the loop, which the CLI may have switched too.
-        status = lab.autoscaler_status()
-        return autoscaler_status(status), bool(status.get("enabled"))
+    def switch(on: Any, service: Any, signal: Any, target: Any, low: Any, high: Any, cooldown: Any) -> Any:
+        # A press like the others (its own callback, so a click while a refresh is on its way is never
+        # dropped); the status line below shows the outcome at the next tick, a refusal in the action banner.
+        if bool(on) == bool(lab.autoscaler_status().get("enabled")):
+            return no_update
+        try:
+            lab.set_autoscaler(bool(on), policy_from_form(service, signal, target, low, high, cooldown))
+        except AutoscalerError as exc:
+            return lab.refuse("autoscaler", str(exc)).label
+        return lab.actions.latest().label if lab.actions.latest() else no_update
+
+    @app.callback(Output("autoscaler-status", "children"), Input("tick", "n_intervals"))
+    def status(_n: Any) -> Any:
+        # The line tells the truth, the CLI's switches and a refused switch included; the switch stays the user's.
+        now = lab.autoscaler_status()
+        shown = autoscaler_status(now)
+        latest = lab.actions.latest()
+        if latest is not None and latest.kind == "autoscaler" and latest.outcome == "failed" and not now["enabled"]:
+            return [dbc.Alert(latest.message, color="danger", className="py-1 mb-1"), shown]
+        return shown

@@ -176,6 +176,34 @@ def overview() -> dict[str, Any]:
     layout.add(timeseries(
         "Tasks finished per second", "Completed and failed tasks.",
         [("status:scalelab_tasks:rate10s", "{{status}}")], "ops", stack=True), width=6)  # fmt: skip
+    layout.row("Tactics: shedding, breakers, retries, scaling")
+    layout.add(timeseries(
+        "Admitted and shed per second",
+        "Client requests the gateways let in, and those refused early: client_rate (429, a client over its rate "
+        "limit) or concurrency (503, the fixed or adaptive limit reached).",
+        [("sum(rate(scalelab_admitted_total[10s]))", "admitted"),
+         ("sum by (reason) (rate(scalelab_shed_total[10s]))", "shed: {{reason}}")], "ops"), width=6)  # fmt: skip
+    layout.add(timeseries(
+        "Concurrency limit per gateway",
+        "Requests each gateway admits at once (0: no limit). The adaptive limit moves with the latency.",
+        [("scalelab_concurrency_limit", "{{instance}}")]), width=6)  # fmt: skip
+    layout.add(timeseries(
+        "Circuit breakers not closed",
+        "Breakers open or half-open: a gateway's on a microservice, or on the cache or the database.",
+        [('sum by (instance, backend) (scalelab_backend_breaker_state{pool="microservices",state!="closed"})',
+          "{{instance}} → {{backend}}"),
+         ('sum by (instance, target) (scalelab_gateway_breaker_state{state!="closed"})',
+          "{{instance}} → {{target}}")]), width=6)  # fmt: skip
+    layout.add(timeseries(
+        "Retries, and retries the budget refused",
+        "Failed calls sent to another microservice, and those the retry budget did not allow (an outage).",
+        [("sum(rate(scalelab_backend_retries_total[10s]))", "retried"),
+         ("sum(rate(scalelab_retries_refused_total[10s]))", "refused by the budget")], "ops"), width=6)  # fmt: skip
+    scaling = "|".join(catalog.scalable())
+    layout.add(timeseries(
+        "Instances up per service",
+        "Instances of each service that scales, as Prometheus reaches them: the autoscaler's decisions show here.",
+        [(f'count by (service) (up{{service=~"{scaling}"}} == 1)', "{{service}}")]), width=24)  # fmt: skip
     layout.row("Resources")
     layout.add(timeseries(
         "CPU per instance", "Cores each instance keeps busy (1: one core all the time); one machine's share its cores.",

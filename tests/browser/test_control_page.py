@@ -238,3 +238,40 @@ def test_an_experiment_runs_from_the_page_and_its_report_opens(control: ControlP
     assert "passed" in row.text_content()
     report = control.page.request.get(healthy_stack.url("dashboard") + row.locator("a").get_attribute("href"))
     assert report.status == 200 and "Experiment: load-balancing" in report.text()
+
+
+def test_the_autoscaler_switched_on_from_the_page_adds_a_microservice_and_marks_it_on_the_charts(
+    control: ControlPage, healthy_stack: Stack
+) -> None:
+    microservices = ["microservice-1", "microservice-2", "microservice-3"]
+    for name in microservices:
+        healthy_stack.control(name, service_time_ms=300)
+    page = control.page
+    try:
+        page.fill("#autoscaler-target", "0.5")
+        page.fill("#autoscaler-max", "4")
+        page.fill("#autoscaler-cooldown", "1")
+        page.click("label[for='autoscaler-on']")
+        control.wait_for(lambda: "On: microservice on in_flight" in page.inner_text("#autoscaler-status"), 5, "on")
+        # Eight users on 300 ms calls: about 2.7 in flight per instance against a target of 0.5.
+        control.start_load(8, 40, mix_data_hot=0, mix_data_new=0, mix_process=100, mix_longtask=0)
+        control.wait_for(lambda: control.state("microservice-4") == "healthy", 20, "a microservice-4 tile, healthy")
+
+        def marked() -> bool:
+            labels = page.evaluate(
+                "() => [...document.querySelectorAll('.js-plotly-plot')]"
+                ".flatMap(g => (g.layout && g.layout.annotations || []).map(a => a.text))"
+            )
+            return "autoscale microservice 3→4" in labels
+
+        control.wait_for(marked, 5, "the scale-out marked on the charts")
+        assert "last: scale-out microservice 3→4" in page.inner_text("#autoscaler-status")
+    finally:
+        control.stop_load()
+        page.click("label[for='autoscaler-on']")
+        control.wait_for(lambda: "Off:" in page.inner_text("#autoscaler-status"), 5, "off")
+        for name in microservices:
+            healthy_stack.control(name, service_time_ms=10.0)
+        if control.state("microservice-4") is not None:
+            control.scale("microservice", "in")
+        control.wait_for(lambda: control.state("microservice-4") is None, 15, "microservice-4 gone")

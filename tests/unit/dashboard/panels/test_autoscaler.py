@@ -20,8 +20,8 @@ FORM = {
 }
 
 
-def test_the_card_has_the_switch_the_policy_and_a_status_line():
-    card = autoscaler.card()
+def test_the_card_has_the_switch_the_policy_and_a_status_line(lab: Lab):
+    card = autoscaler.card(lab)
     assert ids(card) == [
         "autoscaler-on",
         "autoscaler-service",
@@ -60,20 +60,26 @@ def test_the_switch_turns_the_loop_on_with_the_forms_policy_and_off(app: Dash, l
     autoscaler.register(app, lab)
     callbacks = Callbacks(app)
     try:
-        shown = callbacks.fire("autoscaler-on", "value", True, state=FORM)
-        assert shown["autoscaler-on.value"] is True
+        pressed = callbacks.fire("autoscaler-on", "value", True, state=FORM)
+        assert pressed["action-sink.children"] == "autoscaler microservice on"
+        shown = callbacks.fire("tick", "n_intervals", 1, output="autoscaler-status")
         assert "On: microservice on in_flight, target 0.7 per instance, 3 to 6 instances" in text(
             shown["autoscaler-status.children"]
         )
-        shown = callbacks.fire("autoscaler-on", "value", False, state=FORM)
-        assert shown["autoscaler-on.value"] is False and lab.autoscaler_status()["enabled"] is False
+        assert lab.autoscaler_status()["enabled"] is True
+        assert autoscaler.card(lab).children[1].children[1].value is True  # a page opened now shows it on
+        callbacks.fire("autoscaler-on", "value", False, state=FORM)
+        shown = callbacks.fire("tick", "n_intervals", 2, output="autoscaler-status")
+        assert "Off:" in text(shown["autoscaler-status.children"]) and lab.autoscaler_status()["enabled"] is False
     finally:
         lab.set_autoscaler(False)
 
 
 def test_a_policy_that_cannot_work_leaves_it_off_and_says_why(app: Dash, lab: Lab):
     autoscaler.register(app, lab)
-    shown = Callbacks(app).fire("autoscaler-on", "value", True, state={**FORM, "autoscaler-max": 99})
-    assert shown["autoscaler-on.value"] is False
+    callbacks = Callbacks(app)
+    callbacks.fire("autoscaler-on", "value", True, state={**FORM, "autoscaler-max": 99})
+    shown = callbacks.fire("tick", "n_intervals", 1, output="autoscaler-status")
     assert "max_instances <= 16" in text(shown["autoscaler-status.children"])
+    assert lab.autoscaler_status()["enabled"] is False
     assert lab.actions.latest().outcome == "failed" and lab.actions.latest().target == "refused"
