@@ -11,12 +11,14 @@ from types import ModuleType
 from dash import Dash
 
 from dashboard.lab import Lab
-from dashboard.panels import actions, autoscaler, experiments, failover, grafana, knobs, live, load, topology
+from dashboard.panels import actions, autoscaler, experiments, failover, grafana, knobs, lessons, live, load, topology
 
 __all__ = ["PANELS", "register"]
 
 # Each with a ``register(app, lab)``, in the page's order.
-PANELS: tuple[ModuleType, ...] = (actions, topology, load, knobs, live, autoscaler, failover, experiments, grafana)
+PANELS: tuple[ModuleType, ...] = (
+    actions, topology, load, knobs, live, autoscaler, failover, lessons, experiments, grafana,
+)  # fmt: skip
 
 
 def register(app: Dash, lab: Lab) -> None:

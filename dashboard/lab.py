@@ -28,6 +28,7 @@ from scalelab.autoscaler import Autoscaler, AutoscalerError, Decision, Prometheu
 from scalelab.catalog import service_of
 from scalelab.containerstats import ContainerStatsCollector
 from scalelab.failover import FailoverTracker, detection_bound
+from scalelab.lessons.spec import Lesson
 from scalelab.load.engine import LoadEngine, LoadEngineError, LoadPlan
 from scalelab.orchestrators.base import InstanceInfo, Orchestrator, OrchestratorError
 from scalelab.stack import ServiceError, StackClient, Tile
@@ -39,7 +40,8 @@ log = logging.getLogger(__name__)
 INSTANCE_ACTIONS = ("kill", "pause", "resume", "start")
 # What a press can be, as the action log labels it (a fixed set: label values stay bounded).
 PRESS_KINDS = (
-    *INSTANCE_ACTIONS, "add", "remove", "knob", "load-start", "load-stop", "experiment", "autoscaler", "invalid",
+    *INSTANCE_ACTIONS, "add", "remove", "knob", "load-start", "load-stop", "experiment", "autoscaler", "lesson",
+    "invalid",
 )  # fmt: skip
 # What the autoscaler's own decisions are logged as (not a press, but marked on the charts the same way).
 AUTOSCALE_KIND = "autoscale"
@@ -159,6 +161,10 @@ class Lab:
         # How long the page's chart callback took, for the figure in the docs and the page's footer.
         self.refresh_timings: deque[float] = deque(maxlen=REFRESH_TIMINGS_KEPT)
         self.autoscaler: Autoscaler | None = None  # made the first time it is switched on
+        # Lessons: each step's result by lesson and step, and the step running now (one at a time, as experiments).
+        self.lesson_steps: dict[str, dict[str, Any]] = {}
+        self.lesson_running: tuple[str, str, float, str] | None = None  # lesson, step, fraction, message
+        self._lessons: dict[str, Lesson] = {}
         self._autoscaler_lock = threading.Lock()
 
     # ---------------------------------------------------------------- sampling
@@ -493,10 +499,9 @@ class Lab:
         if not isinstance(name, str) or name not in builtin_names():  # the listed ones only, never a path
             return self.refuse("experiment", "the page runs the built-in experiments it lists, nothing else")
         with self._experiment_lock:
-            if self.experiment.running:
-                return self.refuse(
-                    "experiment", f"{self.experiment.name} is still running; wait for it to finish", name
-                )
+            if self.experiment.running or self.lesson_running is not None:
+                busy = self.experiment.name if self.experiment.running else f"lesson {self.lesson_running[0]}"  # type: ignore[index]
+                return self.refuse("experiment", f"{busy} is still running; wait for it to finish", name)
             self.experiment = ExperimentRun(name=name, running=True, message="starting")
 
         def progress(fraction: float, message: str) -> None:
@@ -517,6 +522,53 @@ class Lab:
             return f"{verdict}; report in {result.directory}"
 
         return self._submit("experiment", name, work)
+
+    # ---------------------------------------------------------------- lessons
+    def lessons(self) -> list[tuple[str, str]]:
+        """Return (name, title) of every built-in lesson (read once: they ship with the package)."""
+        from scalelab.lessons import builtin_lessons, load
+
+        if not self._lessons:
+            self._lessons = {name: load(name) for name in builtin_lessons()}
+        return [(name, lesson.title) for name, lesson in self._lessons.items()]
+
+    def lesson(self, name: Any) -> Lesson | None:
+        """Return the built-in lesson ``name``, or None when there is none (names come from the browser)."""
+        self.lessons()
+        return self._lessons.get(name) if isinstance(name, str) else None
+
+    def run_lesson_step(self, name: Any, step_id: Any) -> Action:
+        """Run one step of a built-in lesson against this stack in the background (one run at a time)."""
+        from scalelab.experiments import Target
+        from scalelab.lessons import LessonError, run_step
+
+        lesson = self.lesson(name)
+        if lesson is None:  # the listed ones only, never a path
+            return self.refuse("lesson", "the page runs the built-in lessons it lists, nothing else")
+        step = next((s for s in lesson.steps if s.id == step_id), None)
+        if step is None:
+            return self.refuse("lesson", f"{name} has no such step", target=name)
+        with self._experiment_lock:
+            if self.experiment.running or self.lesson_running is not None:
+                running = self.experiment.name if self.experiment.running else self.lesson_running[0]  # type: ignore[index]
+                return self.refuse("lesson", f"{running} is still running; wait for it to finish", target=name)
+            self.lesson_running = (name, step.id, 0.0, "starting")
+
+        def progress(fraction: float, message: str) -> None:
+            self.lesson_running = (name, step.id, fraction, message)
+
+        def work(_action: Action) -> str:
+            try:
+                target = Target.of(self.stack.orchestrator, self._admin_token)
+                result = run_step(lesson, step, target, self.config.results_dir, on_progress=progress)
+            except LessonError as exc:
+                raise ValueError(str(exc)) from None
+            finally:
+                self.lesson_running = None
+            self.lesson_steps.setdefault(name, {})[step.id] = result
+            return f"{step.title}: {'every check passed' if result.passed else 'some checks failed'}"
+
+        return self._submit("lesson", name, work, detail=step.id)
 
     def stop_load(self) -> Action:
         """Stop the load engine in the background."""

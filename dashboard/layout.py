@@ -10,7 +10,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from dashboard.lab import Lab
-from dashboard.panels import actions, autoscaler, experiments, failover, grafana, knobs, live, load, topology
+from dashboard.panels import actions, autoscaler, experiments, failover, grafana, knobs, lessons, live, load, topology
 
 __all__ = ["page"]
 
@@ -38,6 +38,7 @@ def page(lab: Lab) -> html.Div:
                     topology.card(),
                     dbc.Row([dbc.Col(load.card(), lg=6), dbc.Col(knobs.card(lab), lg=6)], className="mb-3"),
                     live.card(),
+                    lessons.card(lab),
                     autoscaler.card(lab),
                     failover.card(),
                     actions.card(),

@@ -14,6 +14,7 @@ from scalelab.cli.commands import (
     experiment,
     instance,
     kubernetes,
+    lesson,
     remove,
     secrets,
     status,
@@ -90,6 +91,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("remove", help="take an instance out of rotation, stop it and forget it (scale in)")
     p.add_argument("instance", help=f"an instance of a service that scales ({', '.join(scalable)}), e.g. {example}")
     p.set_defaults(func=lambda ctx, a: remove.run(ctx, a.instance))
+
+    p = verbs.add_parser(
+        "lesson",
+        help="list the lessons, or run one headless against the running stack and write its worksheet",
+        description="A lesson is a predict-then-measure worksheet on the live stack (docs/lessons.md). Give your "
+        "predictions, run its steps (experiments), and get a self-contained HTML worksheet with what was measured "
+        "beside them; --answer-key writes the measured values alone.",
+    )
+    p.add_argument("name", nargs="?", help="a built-in lesson (see --list) or the path of a lesson file (.md)")
+    p.add_argument("--list", action="store_true", dest="list_only", help="list the built-in lessons and exit")
+    p.add_argument(
+        "--predict", action="append", default=[], type=lesson.key_value, metavar="ID=VALUE",
+        help="a prediction, e.g. --predict kill_detection=0.5 (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--predictions", dest="predictions_file", metavar="FILE", help="a YAML file of id: answer")
+    p.add_argument("--student", default="", help="the name on the worksheet")
+    p.add_argument("--answer-key", action="store_true", help="write the measured values alone, for an instructor")
+    p.add_argument("--out", help="the worksheet's file (default: in the results directory)")
+    p.add_argument("--results-dir", help="where the steps' reports go (default: as for experiments)")
+    p.set_defaults(
+        func=lambda ctx, a: lesson.run(
+            ctx, a.name, a.predict, a.predictions_file, a.student, a.answer_key, a.out, a.results_dir, a.list_only
+        )
+    )
 
     p = verbs.add_parser(
         "autoscale",

@@ -37,6 +37,7 @@ __all__ = [
     "builtin_names",
     "load",
     "parse",
+    "read_yaml",
 ]
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
@@ -209,10 +210,10 @@ def load(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> E
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read it: {exc}") from None
-    return parse(_read_yaml(text, path.name), path.name, overrides, source=str(path))
+    return parse(read_yaml(text, path.name), path.name, overrides, source=str(path))
 
 
-def _read_yaml(text: str, filename: str) -> Any:
+def read_yaml(text: str, filename: str) -> Any:
     """Parse YAML text as ``yaml.safe_load`` does, but raise SpecError on a duplicate key or a syntax error.
 
     The message names ``filename`` and, for a duplicate, the key's field path and both lines, e.g.

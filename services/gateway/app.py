@@ -130,7 +130,7 @@ class Gateway:
                 ),
                 Knob(
                     "max_in_flight",
-                    config.max_in_flight,
+                    float(config.max_in_flight),
                     "The fixed concurrency limit; the adaptive one's ceiling.",
                     1,
                     10_000,

@@ -176,7 +176,7 @@ class Shedder:
     def configure(
         self,
         mode: str | None = None,
-        max_in_flight: int | None = None,
+        max_in_flight: float | None = None,
         client_rate: float | None = None,
         client_burst: float | None = None,
     ) -> None:
@@ -194,7 +194,7 @@ class Shedder:
     def limit(self) -> int:
         """Return how many requests are admitted at once now (0: no limit)."""
         if self.mode == FIXED:
-            return self.max_in_flight
+            return int(self.max_in_flight)
         if self.mode == ADAPTIVE:
             return int(self.adaptive.limit)
         return 0

@@ -132,7 +132,7 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
             Knob("cpu_work_ms", float(config.cpu_work_ms), "CPU time a call computes for (ms).", 0, 10_000),
             Knob(
                 "concurrency",
-                config.concurrency,
+                float(config.concurrency),
                 "Calls served at once; the rest wait in line (0: as many as its threads).",
                 0,
                 10_000,

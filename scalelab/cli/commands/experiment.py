@@ -71,6 +71,23 @@ def run_in_network(
     return exitcodes.ExitCode(code) if code in (exitcodes.OK, exitcodes.CHECKS_FAILED) else exitcodes.FAILED
 
 
+def stack_target(ctx: Context) -> Any:
+    """Return the running stack as an experiment's Target, or None after saying why it cannot be one."""
+    from scalelab.experiments import Target
+
+    orchestrator = ctx.orchestrator
+    try:
+        target = Target.of(orchestrator, admin_token(orchestrator))
+    except OrchestratorError as exc:
+        ctx.fail(str(exc))
+        return None
+    entry = catalog.instance_names(catalog.entry())[0]
+    if not any(info.name == entry and info.state == "running" for info in orchestrator.instances()):
+        ctx.fail(f"{entry} is not running: start the stack first (`scalelab up`, or `scalelab start {entry}`)")
+        return None
+    return target
+
+
 def list_builtin(ctx: Context) -> exitcodes.ExitCode:
     """Print each built-in experiment with its description."""
     from scalelab.experiments import list_experiments
@@ -97,7 +114,6 @@ def run(
         DEFAULT_RESULTS_DIR,
         ExperimentError,
         SpecError,
-        Target,
         load_experiment,
         run_experiment,
     )
@@ -119,14 +135,8 @@ def run(
     chosen = Path(results_dir).resolve() if results_dir else None
     if not orchestrator.reaches_pools():
         return run_in_network(ctx, orchestrator, name, overrides, chosen)
-    try:
-        target = Target.of(orchestrator, admin_token(orchestrator))
-    except OrchestratorError as exc:
-        ctx.fail(str(exc))
-        return exitcodes.FAILED
-    entry = catalog.instance_names(catalog.entry())[0]
-    if not any(info.name == entry and info.state == "running" for info in orchestrator.instances()):
-        ctx.fail(f"{entry} is not running: start the stack first (`scalelab up`, or `scalelab start {entry}`)")
+    target = stack_target(ctx)
+    if target is None:
         return exitcodes.FAILED
     ctx.say(f"experiment {experiment.name} (seed {experiment.load.seed}) against {target.base_url}")
     try:

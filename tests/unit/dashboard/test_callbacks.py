@@ -12,6 +12,7 @@ from dashboard.callbacks import PANELS, register
 from dashboard.config import DashboardConfig
 from dashboard.lab import KNOBS, Lab
 from dashboard.layout import page
+from dashboard.panels import lessons
 from scalelab.orchestrators.local import LocalOrchestrator
 from services.kit.config import load_config
 
@@ -19,6 +20,8 @@ from .panels.support import ids
 
 # Drawn by the topology's callbacks, one per tile: not on the page until a stack runs.
 PER_TILE = {"tile-state", "tile-detail", "instance-action"}
+# Drawn with the lesson a student picks: its questions and its steps' buttons.
+PER_LESSON = {"lesson-prediction", "lesson-step"}
 
 
 @pytest.fixture
@@ -50,18 +53,34 @@ def _named(app: Dash) -> list[tuple[str, str]]:
 
 def test_every_panel_registers_its_callbacks(lab: Lab):
     names = {panel.__name__.rpartition(".")[2] for panel in PANELS}
-    assert names == {"topology", "load", "knobs", "live", "autoscaler", "failover", "experiments", "actions", "grafana"}
+    assert names == {
+        "topology",
+        "load",
+        "knobs",
+        "live",
+        "autoscaler",
+        "failover",
+        "lessons",
+        "experiments",
+        "actions",
+        "grafana",
+    }
     for panel in PANELS:
         alone = Dash(__name__, suppress_callback_exceptions=True)
         panel.register(alone, lab)
         assert alone.callback_map, panel.__name__
 
 
+def _drawn(lab: Lab) -> set[str]:
+    """Return the ids of the page, with those of a lesson's view (drawn when one is picked)."""
+    return {i for i in ids([page(lab), lessons.lesson_view(lab.lesson("failover"))]) if isinstance(i, str)}
+
+
 def test_every_callback_names_a_component_of_the_page(app: Dash, lab: Lab):
-    on_page = {i for i in ids(page(lab)) if isinstance(i, str)}
+    on_page = _drawn(lab)
     for id_, key in _named(app):
         if id_.startswith("{"):
-            assert any(f'"type":"{kind}"' in id_ for kind in (*PER_TILE, "scale")), key
+            assert any(f'"type":"{kind}"' in id_ for kind in (*PER_TILE, *PER_LESSON, "scale")), key
             continue
         assert id_ in on_page, f"{key} names {id_!r}, which the page does not have"
 
@@ -70,7 +89,7 @@ def test_the_page_has_no_component_that_nothing_fills_or_reads(app: Dash, lab: L
     named = {id_ for id_, _key in _named(app)}
     # Read by the browser (and the user) only: the link, the form's layout parts.
     static = {"grafana-link", "experiment-running"}
-    unused = {i for i in ids(page(lab)) if isinstance(i, str)} - named - static
+    unused = _drawn(lab) - named - static
     assert unused == set()
 
 

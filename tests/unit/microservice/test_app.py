@@ -74,7 +74,7 @@ def test_knobs_listing(client):
         "error_rate": 0.0,
         "work": "sleep",
         "cpu_work_ms": 5.0,
-        "concurrency": 0,
+        "concurrency": 0.0,
     }
     assert knobs["work"]["choices"] == ["sleep", "cpu", "both"]
     assert knobs["error_rate"]["min"] == 0 and knobs["error_rate"]["max"] == 1
