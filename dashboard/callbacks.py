@@ -6,19 +6,12 @@ Lab; none waits on the stack, so each finishes well inside the refresh interval.
 
 from __future__ import annotations
 
-from types import ModuleType
-
 from dash import Dash
 
 from dashboard.lab import Lab
-from dashboard.panels import actions, autoscaler, experiments, failover, grafana, knobs, lessons, live, load, topology
+from dashboard.panels import PANELS
 
 __all__ = ["PANELS", "register"]
-
-# Each with a ``register(app, lab)``, in the page's order.
-PANELS: tuple[ModuleType, ...] = (
-    actions, topology, load, knobs, live, autoscaler, failover, lessons, experiments, grafana,
-)  # fmt: skip
 
 
 def register(app: Dash, lab: Lab) -> None:

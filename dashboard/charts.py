@@ -29,6 +29,9 @@ class Chart:
     scale: float = 1.0  # multiply values by this for display (seconds -> ms, ratio -> %)
     names: Callable[[str], str] = lambda key: key.rpartition(".")[2]
     stacked: bool = False
+    # What the chart says before it has anything to show, instead of empty axes.
+    empty: str = "No requests yet: press Start load"
+    zero_is_empty: bool = True  # a rate of 0 is nothing yet; a gauge at 0 (an empty queue) is a reading
 
 
 CHARTS = (
@@ -45,9 +48,24 @@ CHARTS = (
         Chart(f"split-{pool.label}", f"Requests by {svc.name}", (split_prefix(pool),), "req/s", stacked=True)
         for svc, pool in POOLS
     ),
-    Chart("cache", "Cache hit ratio (gateways' /data lookups)", ("cache.hit_ratio",), "%", scale=100),
-    Chart("database", "Database queries", ("db.qps",), "queries/s"),
-    Chart("queue", "Worker queue depth", ("worker.queue",), "tasks"),
+    Chart(
+        "cache",
+        "Cache hit ratio (gateways' /data lookups)",
+        ("cache.hit_ratio",),
+        "%",
+        scale=100,
+        empty="No /data lookups yet: start a load with /data in its mix",
+        zero_is_empty=False,
+    ),
+    Chart("database", "Database queries", ("db.qps",), "queries/s", empty="No database queries yet"),
+    Chart(
+        "queue",
+        "Worker queue depth",
+        ("worker.queue",),
+        "tasks",
+        empty="No reading of the worker's queue yet",
+        zero_is_empty=False,
+    ),
 )
 
 
@@ -72,6 +90,9 @@ def build_figure(chart: Chart, samples: Sequence[Sample], actions: Sequence[Acti
             if chart.stacked:
                 trace["stackgroup"] = "one"
             traces.append(trace)
+    empty = not any(
+        value is not None and (value != 0 or not chart.zero_is_empty) for trace in traces for value in trace["y"]
+    )
     shown = [action for action in actions if samples and action.time >= samples[0].time]
     shapes, notes = [], []
     for action in shown:
@@ -143,6 +164,22 @@ def build_figure(chart: Chart, samples: Sequence[Sample], actions: Sequence[Acti
         "font": {"family": "system-ui, sans-serif", "size": 11},
         "shapes": shapes,
         "annotations": notes,
-        "meta": {"chart": chart.id, "samples": len(samples)},
+        "meta": {"chart": chart.id, "samples": len(samples), "empty": empty},
     }
+    if empty:
+        # Words where the lines will be; without a sample there is no time axis either (not one dated 1970).
+        notes.append(
+            {
+                "text": chart.empty,
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0.5,
+                "y": 0.5,
+                "showarrow": False,
+                "font": {"size": 13, "color": "#6c757d"},
+            }
+        )
+        if not samples:
+            layout["xaxis"] = {"visible": False}
+            layout["yaxis"] = {**layout["yaxis"], "visible": False}
     return {"data": traces, "layout": layout}

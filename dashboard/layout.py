@@ -9,8 +9,8 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
+from dashboard import panels
 from dashboard.lab import Lab
-from dashboard.panels import actions, autoscaler, experiments, failover, grafana, knobs, lessons, live, load, topology
 
 __all__ = ["page"]
 
@@ -34,17 +34,20 @@ def page(lab: Lab) -> html.Div:
             _nav(lab),
             dbc.Container(
                 [
-                    *actions.banners(),
-                    topology.card(),
-                    dbc.Row([dbc.Col(load.card(), lg=6), dbc.Col(knobs.card(lab), lg=6)], className="mb-3"),
-                    live.card(),
-                    lessons.card(lab),
-                    autoscaler.card(lab),
-                    failover.card(),
-                    actions.card(),
-                    experiments.card(lab),
-                    grafana.card(),
-                    live.timing(),
+                    *panels.actions.banners(),
+                    panels.trafficmap.card(),
+                    panels.topology.card(),
+                    dbc.Row(
+                        [dbc.Col(panels.load.card(), lg=6), dbc.Col(panels.knobs.card(lab), lg=6)], className="mb-3"
+                    ),
+                    panels.live.card(),
+                    panels.lessons.card(lab),
+                    panels.autoscaler.card(lab),
+                    panels.failover.card(),
+                    panels.actions.card(),
+                    panels.experiments.card(lab),
+                    panels.grafana.card(),
+                    panels.live.timing(),
                 ],
                 fluid=True,
             ),

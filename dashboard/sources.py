@@ -14,6 +14,7 @@ cache), ``db.qps`` and ``worker.queue``; what each instance costs, the instance'
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -28,17 +29,22 @@ from scalelab.orchestrators.base import InstanceInfo
 from scalelab.stack import ServiceError, StackClient
 
 __all__ = [
+    "CALLS_PREFIX",
     "CONTAINER_CPU_LIMIT_PREFIX",
     "CONTAINER_CPU_PREFIX",
     "CONTAINER_MEMORY_LIMIT_PREFIX",
     "CONTAINER_MEMORY_PREFIX",
     "CPU_PREFIX",
+    "DEPENDENCY_CALLS",
+    "EDGE_SEPARATOR",
     "MEMORY_PREFIX",
     "POOLS",
     "QUERIES",
     "DirectSource",
     "PrometheusSource",
     "SourceUnavailable",
+    "edge_error_prefix",
+    "edge_prefix",
     "histogram_quantile",
     "scraped_services",
     "split_prefix",
@@ -65,6 +71,24 @@ CONTAINER_MEMORY_LIMIT_PREFIX = "container.memory_limit."
 def split_prefix(pool: catalog.Pool) -> str:
     """Return the key prefix of a pool's requests/s per member (``split.gateways.``; the member's name follows)."""
     return f"split.{pool.label}."
+
+
+def edge_prefix(pool: catalog.Pool) -> str:
+    """Return the key prefix of the requests/s each pool holder sends each member (``edge.gateways.``).
+
+    The key ends in ``holder>member``: ``edge.gateways.load-balancer>gateway-2``.
+    """
+    return f"edge.{pool.label}."
+
+
+def edge_error_prefix(pool: catalog.Pool) -> str:
+    """Return the key prefix of the failed requests/s (5xx or no answer) on each holder-to-member path."""
+    return f"edge_errors.{pool.label}."
+
+
+# A gateway's calls per second to each dependency, by gateway (the gateway's name follows the prefix).
+CALLS_PREFIX = "calls."
+EDGE_SEPARATOR = ">"
 
 
 def scraped_services() -> list[str]:
@@ -101,6 +125,23 @@ def _quantile(q: float) -> str:
     )
 
 
+def _edges(labels: str) -> str:
+    # One series per (holder instance, member): joined into the backend label, the key's suffix.
+    rates = f"sum by (instance, backend) (irate(scalelab_backend_requests_total{{{labels}}}[3s]))"
+    return f'label_join({rates}, "backend", "{EDGE_SEPARATOR}", "instance", "backend")'
+
+
+# Who calls which dependency, and how each call is counted (the catalog's ``calls``): (caller, dependency, calls).
+DEPENDENCY_CALLS = [
+    (svc.name, dependency, calls) for svc in catalog.lab_services() for dependency, calls in svc.calls.items()
+]
+
+
+def _calls_selector(caller: str, calls: catalog.Calls) -> str:
+    matchers = [f'service="{caller}"'] + [f'{label}=~"{"|".join(values)}"' for label, values in calls.labels.items()]
+    return f"{calls.metric}{{{','.join(matchers)}}}"
+
+
 QUERIES: dict[str, str] = {
     "rps": _rate("scalelab_http_requests_total", PROXIED),
     "errors": _rate("scalelab_http_requests_total", PROXIED + ',status=~"5.."'),
@@ -112,6 +153,13 @@ QUERIES: dict[str, str] = {
     **{
         split_prefix(pool): _rate("scalelab_backend_requests_total", f'pool="{pool.label}"', by="backend")
         for _svc, pool in POOLS
+    },
+    # The request paths of the map: each holder's requests to each member, and the failed ones.
+    **{edge_prefix(pool): _edges(f'pool="{pool.label}"') for _svc, pool in POOLS},
+    **{edge_error_prefix(pool): _edges(f'pool="{pool.label}",status!~"[1-4].."') for _svc, pool in POOLS},
+    **{
+        f"{CALLS_PREFIX}{dependency}.": f"sum by (instance) (irate({_calls_selector(caller, calls)}[3s]))"
+        for caller, dependency, calls in DEPENDENCY_CALLS
     },
     "cache.hit_ratio": (
         _rate("scalelab_gateway_cache_lookups_total", 'result="hit"')
@@ -218,6 +266,10 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | 
     return lower
 
 
+# What a failed request to a pool member is counted as: a 5xx, or how it failed without an answer.
+FAILED_STATUSES = ("5*", "connect", "broken", "timeout")
+
+
 class DirectSource:
     """The same figures from the services' own /metrics, as rates between two consecutive reads."""
 
@@ -304,6 +356,7 @@ class DirectSource:
                 values[split_prefix(pool) + backend] = rate(
                     "scalelab_backend_requests_total", pool.holder, pool=pool.label, backend=backend
                 )
+        values.update(self._paths(current, previous[1], elapsed))
         lookups = rate("scalelab_gateway_cache_lookups_total")
         if lookups > 0:
             values["cache.hit_ratio"] = rate("scalelab_gateway_cache_lookups_total", result="hit") / lookups
@@ -314,4 +367,40 @@ class DirectSource:
                     previous[1][instance], "process_cpu_seconds_total"
                 )
                 values[CPU_PREFIX + instance] = max(spent, 0.0) / elapsed * 100
+        return values
+
+    @staticmethod
+    def _paths(current: dict[str, Metrics], previous: dict[str, Metrics], elapsed: float) -> dict[str, float]:
+        """Return the map's request paths: each holder's requests/s to each member, and to each dependency."""
+        values: dict[str, float] = {}
+
+        def rate(instance: str, name: str, **match: str) -> float:
+            delta = _total(current[instance], name, **match) - _total(previous[instance], name, **match)
+            return max(delta, 0.0) / elapsed
+
+        for instance in (name for name in current if name in previous):
+            for _svc, pool in POOLS:
+                if service_of(instance) != pool.holder:
+                    continue
+                members = {
+                    dict(labels)["backend"]
+                    for (metric, labels) in current[instance]
+                    if metric == "scalelab_backend_requests_total" and dict(labels).get("pool") == pool.label
+                }
+                for member in members:
+                    path = instance + EDGE_SEPARATOR + member
+                    match = {"pool": pool.label, "backend": member}
+                    values[edge_prefix(pool) + path] = rate(instance, "scalelab_backend_requests_total", **match)
+                    values[edge_error_prefix(pool) + path] = sum(
+                        rate(instance, "scalelab_backend_requests_total", status=status, **match)
+                        for status in FAILED_STATUSES
+                    )
+            for caller, dependency, calls in DEPENDENCY_CALLS:
+                if service_of(instance) != caller or not _has(current[instance], calls.metric):
+                    continue
+                labels = list(calls.labels)
+                values[f"{CALLS_PREFIX}{dependency}.{instance}"] = sum(
+                    rate(instance, calls.metric, **dict(zip(labels, chosen, strict=True)))
+                    for chosen in itertools.product(*calls.labels.values())
+                )
         return values

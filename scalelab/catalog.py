@@ -23,6 +23,7 @@ __all__ = [
     "EXTRA_PORT_BASE",
     "SERVICES",
     "SHEDDING",
+    "Calls",
     "CatalogError",
     "Knob",
     "Pool",
@@ -118,6 +119,14 @@ class Pool:
 
 
 @dataclass(frozen=True)
+class Calls:
+    """How a service counts its calls to one dependency: a counter of its own, and the label values that are calls."""
+
+    metric: str
+    labels: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))  # label -> any of
+
+
+@dataclass(frozen=True)
 class Service:
     """One service of the stack and how it runs."""
 
@@ -132,6 +141,7 @@ class Service:
     threads: int | None = None  # request threads (SCALELAB_THREADS)
     depends_on: tuple[str, ...] = ()  # started after, and healthy before, this one
     links: Mapping[str, str] = field(default_factory=_frozen)  # variable -> service whose URL it holds
+    calls: Mapping[str, Calls] = field(default_factory=_frozen)  # linked service -> how its calls are counted
     data_files: Mapping[str, str] = field(default_factory=_frozen)  # variable -> file in the data directory
     needs_jwt_secret: bool = False
     entry: bool = False  # where clients (and the load) come in
@@ -284,6 +294,14 @@ SERVICES: tuple[Service, ...] = (
         depends_on=("cache", "database", "worker", "microservice"),
         links=_frozen(
             {"GATEWAY_CACHE_URL": "cache", "GATEWAY_DATABASE_URL": "database", "GATEWAY_WORKER_URL": "worker"}
+        ),
+        # The traffic map's paths to its dependencies: lookups that asked the cache, database reads, task routes.
+        calls=MappingProxyType(
+            {
+                "cache": Calls("scalelab_gateway_cache_lookups_total", {"result": ("hit", "miss", "error")}),
+                "database": Calls("scalelab_gateway_database_reads_total"),
+                "worker": Calls("scalelab_http_requests_total", {"route": ("/longtask", "/task/<task_id>")}),
+            }
         ),
         needs_jwt_secret=True,
         scales=True,

@@ -275,3 +275,42 @@ def test_the_autoscaler_switched_on_from_the_page_adds_a_microservice_and_marks_
         if control.state("microservice-4") is not None:
             control.scale("microservice", "in")
         control.wait_for(lambda: control.state("microservice-4") is None, 15, "microservice-4 gone")
+
+
+def _map_nodes(control: ControlPage) -> dict[str, str]:
+    """Return each node of the traffic map with the state it is drawn in."""
+    return control.page.evaluate(
+        "() => { const g = document.querySelector('#traffic-map .js-plotly-plot');"
+        " if (!g || !g.data) return {};"
+        " const nodes = g.data.find(t => t.name === 'instances');"
+        " return nodes ? Object.fromEntries(nodes.customdata.map(([name, state]) => [name, state])) : {}; }"
+    )
+
+
+def test_the_traffic_map_shows_every_instance_the_live_rates_and_a_kill_within_two_seconds(
+    control: ControlPage, healthy_stack: Stack
+) -> None:
+    _loaded(control)
+    instances = {info.name for info in healthy_stack.orchestrator.instances()}
+    control.wait_for(lambda: set(_map_nodes(control)) == instances, 10, "a node for every instance")
+    page = control.page
+
+    def rate(source: str, target: str) -> float:
+        words = page.eval_on_selector_all("#map-paths li", "items => items.map(i => i.textContent)")
+        found = [w for w in words if w.startswith(f"{source} → {target}: ")]
+        return float(found[0].split(": ")[1].split()[0]) if found else 0.0
+
+    control.wait_for(lambda: rate("load-balancer", "gateway-2") > 0, 10, "requests on load-balancer → gateway-2")
+    assert rate("loadgen", "load-balancer") > 0 and rate("gateway-1", "cache") > 0
+    pressed = control.press("kill", "gateway-2")
+    page.wait_for_function(
+        "() => { const g = document.querySelector('#traffic-map .js-plotly-plot');"
+        " const nodes = g && g.data && g.data.find(t => t.name === 'instances');"
+        " return nodes && nodes.customdata.some(([name, state]) => name === 'gateway-2' && state === 'down'); }",
+        timeout=5000,
+        polling=100,
+    )
+    shown = time.monotonic()
+    assert shown - pressed <= VISIBLE_SECONDS, f"the map showed gateway-2 down {shown - pressed:.2f} s after the press"
+    control.press("start", "gateway-2")
+    control.wait_state("gateway-2", "healthy", timeout=15)

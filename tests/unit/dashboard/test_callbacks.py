@@ -22,6 +22,8 @@ from .panels.support import ids
 PER_TILE = {"tile-state", "tile-detail", "instance-action"}
 # Drawn with the lesson a student picks: its questions and its steps' buttons.
 PER_LESSON = {"lesson-prediction", "lesson-step"}
+# Drawn for the node pressed on the traffic map.
+PER_NODE = {"map-action"}
 
 
 @pytest.fixture
@@ -54,6 +56,7 @@ def _named(app: Dash) -> list[tuple[str, str]]:
 def test_every_panel_registers_its_callbacks(lab: Lab):
     names = {panel.__name__.rpartition(".")[2] for panel in PANELS}
     assert names == {
+        "trafficmap",
         "topology",
         "load",
         "knobs",
@@ -80,7 +83,7 @@ def test_every_callback_names_a_component_of_the_page(app: Dash, lab: Lab):
     on_page = _drawn(lab)
     for id_, key in _named(app):
         if id_.startswith("{"):
-            assert any(f'"type":"{kind}"' in id_ for kind in (*PER_TILE, *PER_LESSON, "scale")), key
+            assert any(f'"type":"{kind}"' in id_ for kind in (*PER_TILE, *PER_LESSON, *PER_NODE, "scale")), key
             continue
         assert id_ in on_page, f"{key} names {id_!r}, which the page does not have"
 

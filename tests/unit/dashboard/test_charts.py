@@ -33,7 +33,7 @@ def test_throughput_draws_one_named_trace_per_series_on_a_date_axis():
     assert figure["data"][0]["y"] == [10.0, 10.0, 10.0]
     assert figure["layout"]["xaxis"]["type"] == "date"
     assert figure["layout"]["yaxis"]["title"]["text"] == "req/s"
-    assert figure["layout"]["meta"] == {"chart": "throughput", "samples": 3}
+    assert figure["layout"]["meta"] == {"chart": "throughput", "samples": 3, "empty": False}
 
 
 def test_latency_is_drawn_in_milliseconds():
@@ -68,10 +68,26 @@ def test_unstacked_charts_do_not_stack():
     assert "stackgroup" not in figure["data"][0]
 
 
-def test_a_chart_without_data_has_no_traces_and_no_markers():
+def test_a_chart_without_data_says_so_instead_of_drawing_empty_axes():
     figure = build_figure(CHART["queue"], [], [action(T0)])
     assert figure["data"] == []
     assert figure["layout"]["shapes"] == []
+    assert [note["text"] for note in figure["layout"]["annotations"]] == ["No reading of the worker's queue yet"]
+    assert figure["layout"]["xaxis"] == {"visible": False}  # no time axis dated 1970 without a sample
+    assert figure["layout"]["meta"]["empty"] is True
+
+
+def test_before_any_request_the_rate_charts_say_to_start_the_load():
+    figure = build_figure(CHART["throughput"], samples({"rps": 0.0, "errors": 0.0, "failed": 0.0}), [])
+    notes = [note["text"] for note in figure["layout"]["annotations"]]
+    assert notes == ["No requests yet: press Start load"]
+    assert figure["layout"]["xaxis"]["type"] == "date"  # samples there are: their time axis stays
+    busy = build_figure(CHART["throughput"], samples({"rps": 4.0}), [])
+    assert busy["layout"]["annotations"] == [] and busy["layout"]["meta"]["empty"] is False
+
+
+def test_a_gauge_at_zero_is_a_reading_not_an_empty_chart():
+    figure = build_figure(CHART["queue"], samples({"worker.queue": 0.0}), [])
     assert figure["layout"]["annotations"] == []
 
 

@@ -98,6 +98,13 @@ def test_queries_cover_every_series_the_charts_draw():
         "container.memory.",
         "container.cpu_limit.",
         "container.memory_limit.",
+        "edge.gateways.",
+        "edge.microservices.",
+        "edge_errors.gateways.",
+        "edge_errors.microservices.",
+        "calls.cache.",
+        "calls.database.",
+        "calls.worker.",
     }
 
 
@@ -372,6 +379,19 @@ def test_direct_second_read_gives_rates_over_the_elapsed_time(stack: Stack, clie
     stack.publish(1)
     clock.advance(2.0)
     values = source.read(stack.instances)
+    paths = {key: value for key, value in values.items() if key.startswith(("edge", "calls."))}
+    values = {key: value for key, value in values.items() if key not in paths}
+    # The traffic map's paths: each holder to each member (as the splits, per holder), each gateway to the cache.
+    assert paths == pytest.approx(
+        {
+            "edge.gateways.load-balancer>gateway-1": 100 / 2,
+            "edge.gateways.load-balancer>gateway-2": 120 / 2,
+            **{f"edge.microservices.gateway-{n}>microservice-1": 8 / 2 for n in (1, 2)},
+            **{f"edge.microservices.gateway-{n}>microservice-2": 4 / 2 for n in (1, 2)},
+            **{key: 0.0 for key in paths if key.startswith("edge_errors.")},
+            **{f"calls.cache.gateway-{n}": 160 / 2 / 2 for n in (1, 2)},  # hits, misses and errors, not bypasses
+        }
+    )
     assert values == pytest.approx(
         {
             "rps": (200 + 20) / 2,  # proxied requests only, every status
