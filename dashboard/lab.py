@@ -149,6 +149,8 @@ class Lab:
         self.direct = DirectSource(self.stack, self._loadgen)
         self.status = LabStatus()
         self._instances: list[InstanceInfo] = []
+        # Instances a press just changed: name -> (state, process state, when), for the sample under way.
+        self._shown: dict[str, tuple[str, str, float]] = {}
         self._executor = concurrent.futures.ThreadPoolExecutor(ACTION_WORKERS, thread_name_prefix="action")
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -242,6 +244,14 @@ class Lab:
             self._knobs_read = now
         status.grafana = self._grafana_reachable()
         status.sample_seconds = time.monotonic() - began
+        # A press that changed an instance while this sample was being read wins over what the sample saw
+        # before it: otherwise its tile (and the map) would show the old state again for a whole interval.
+        self._shown = {name: seen for name, seen in self._shown.items() if seen[2] >= now}
+        shown = dict(self._shown)
+        status.tiles = [
+            replace(tile, state=shown[tile.name][0], process=shown[tile.name][1]) if tile.name in shown else tile
+            for tile in status.tiles
+        ]
         self.status = status
         return status
 
@@ -339,6 +349,10 @@ class Lab:
         """Put an instance's new process state on its tile at once, ahead of the next full sample."""
         state = {"stopped": "down", "paused": "paused"}.get(process)
         tiles = self.status.tiles
+        if state is not None:
+            self._shown[name] = (state, process, time.time())
+        else:
+            self._shown.pop(name, None)  # started or resumed: what the sample sees is right
         if state is not None and any(tile.name == name for tile in tiles):
             self.status = replace(
                 self.status,

@@ -108,30 +108,57 @@ def _positions(tiles: list[Tile]) -> dict[str, tuple[float, float]]:
     return positions
 
 
+def _width(rate: float) -> int:
+    """Return a path's line width for its requests a second: 1 when idle, up to 8, growing with the log."""
+    return 1 + min(7, round(math.log2(1 + rate)))
+
+
 def map_figure(tiles: list[Tile], found: list[Path]) -> dict[str, Any]:
     """Return the map as a Plotly figure: a line per path, a marker per instance."""
     at = _positions(tiles)
-    traces: list[dict[str, Any]] = []
+    # Paths of one width class and colour share a trace (segments split by None), and every label one text
+    # trace: a handful of traces to redraw each second, whatever the number of instances.
+    groups: dict[tuple[int, bool], dict[str, list[Any]]] = {}
+    labels: dict[str, list[Any]] = {"x": [], "y": [], "text": [], "hovertext": [], "color": []}
     for path in found:
         (x0, y0), (x1, y1) = at[path.source], at[path.target]
         failing = path.errors >= FAILING_RATE
-        width = 1 + min(8.0, math.log2(1 + path.rate))
-        traces.append(
-            {
-                "type": "scatter",
-                "mode": "lines+text",
-                "x": [x0, (x0 + x1) / 2, x1],
-                "y": [y0, (y0 + y1) / 2, y1],
-                "text": ["", f"{path.rate:.0f}/s" if path.rate >= 0.5 else "", ""],
-                "textposition": "top center",
-                "textfont": {"size": 10, "color": FAILING if failing else "#495057"},
-                "line": {"width": width, "color": FAILING if failing else QUIET},
-                "hoverinfo": "text",
-                "hovertext": path.describe(),
-                "name": f"{path.source}{EDGE_SEPARATOR}{path.target}",
-                "showlegend": False,
-            }
-        )
+        group = groups.setdefault((_width(path.rate), failing), {"x": [], "y": []})
+        group["x"] += [x0, x1, None]
+        group["y"] += [y0, y1, None]
+        labels["x"].append((x0 + x1) / 2)
+        labels["y"].append((y0 + y1) / 2)
+        labels["text"].append(f"{path.rate:.0f}/s" if path.rate >= 0.5 else "")
+        labels["hovertext"].append(path.describe())
+        labels["color"].append(FAILING if failing else "#495057")
+    traces: list[dict[str, Any]] = [
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "x": group["x"],
+            "y": group["y"],
+            "line": {"width": width, "color": FAILING if failing else QUIET},
+            "hoverinfo": "skip",
+            "name": f"paths {width}{' failing' if failing else ''}",
+            "showlegend": False,
+        }
+        for (width, failing), group in sorted(groups.items())
+    ]
+    traces.append(
+        {
+            "type": "scatter",
+            "mode": "text",
+            "name": "rates",
+            "x": labels["x"],
+            "y": labels["y"],
+            "text": labels["text"],
+            "textposition": "top center",
+            "textfont": {"size": 10, "color": labels["color"]},
+            "hovertext": labels["hovertext"],
+            "hoverinfo": "text",
+            "showlegend": False,
+        }
+    )
     names = [tile.name for tile in tiles]
     labels = [_label(tile) for tile in tiles]
     traces.append(

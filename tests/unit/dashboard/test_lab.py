@@ -14,6 +14,7 @@ from dashboard.lab import Lab
 from scalelab.containerstats import ContainerStatsCollector
 from scalelab.orchestrators.docker import DockerOrchestrator
 from scalelab.orchestrators.local import LocalOrchestrator
+from scalelab.stack import Tile
 from services.kit.config import load_config
 from tests.unit.standins import closed_port
 
@@ -47,3 +48,21 @@ def test_local_processes_keep_to_their_process_figures(config: DashboardConfig, 
     lab = Lab(config, LocalOrchestrator(tmp_path), lambda: "t", registry=registry)
     assert lab.container_stats is None
     assert b"scalelab_container_" not in generate_latest(registry)
+
+
+def test_a_kill_pressed_while_a_sample_is_read_is_not_undone_by_that_sample(config: DashboardConfig, tmp_path: Path):
+    lab = Lab(config, LocalOrchestrator(tmp_path), lambda: "t", registry=CollectorRegistry())
+    before = [Tile("gateway-2", "gateway", "http://127.0.0.1:1", "healthy", "running")]
+
+    def tiles_read_before_the_kill(instances, pools):  # the sample read the stack, then the kill landed
+        lab._show_now("gateway-2", "stopped")
+        return before
+
+    lab.stack.tiles = tiles_read_before_the_kill  # type: ignore[method-assign]
+    lab.stack.pools = lambda instances: {}  # type: ignore[method-assign]
+    [tile] = lab.sample_once().tiles
+    assert (tile.state, tile.process) == ("down", "stopped")
+    lab.stack.tiles = lambda instances, pools: before  # type: ignore[method-assign]
+    [tile] = lab.sample_once().tiles  # the next sample reads the stack afresh
+    assert tile.state == "healthy"
+    lab.stop()

@@ -79,11 +79,15 @@ def test_the_figure_draws_a_node_per_instance_coloured_by_state_and_a_line_per_p
     assert nodes["text"][4] == "microservice-1<br>breaker open"  # a breaker that is not closed shows on the node
     colours = dict(zip([t.name for t in TILES], nodes["marker"]["color"], strict=True))
     assert colours["gateway-2"] == trafficmap.NODE_COLOURS["down"] != colours["gateway-1"]
-    lines = {trace["name"]: trace for trace in figure["data"][:-1]}
-    assert len(lines) == len(found)
-    assert lines["load-balancer>gateway-2"]["line"]["color"] == trafficmap.FAILING
-    assert lines["load-balancer>gateway-1"]["line"]["width"] > lines["gateway-1>worker"]["line"]["width"]
-    assert lines["load-balancer>gateway-1"]["text"][1] == "38/s"
+    rates = next(trace for trace in figure["data"] if trace["name"] == "rates")
+    assert len(rates["text"]) == len(found)
+    described = dict(zip(rates["hovertext"], rates["text"], strict=True))
+    assert described["load-balancer → gateway-1: 38.0 req/s"] == "38/s"
+    failing = [trace for trace in figure["data"] if trace["name"].endswith("failing")]
+    assert len(failing) == 1 and failing[0]["line"]["color"] == trafficmap.FAILING
+    assert failing[0]["x"] == [1.0, 2.0, None]  # load-balancer (column 1) to gateway-2 (column 2)
+    widths = {trace["line"]["width"] for trace in figure["data"] if trace["name"].startswith("paths")}
+    assert min(widths) < max(widths) <= 8  # 38 req/s draws wider than 1 req/s
 
 
 def test_an_empty_stack_is_an_empty_map():
