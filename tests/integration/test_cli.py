@@ -131,7 +131,15 @@ def test_the_autoscaler_adds_a_microservice_under_load_and_removes_it_after(
         )
         assert result.failed == 0, result.errors[:3]
         assert "4" in result.served_by  # the new instance took its share
-        wait_for(lambda: len(running()) == 3, timeout=15, what="the scale-in after the load")
+        # A decision is recorded once its change is done (a removal drains first): wait for the record itself.
+        page = healthy_stack.url("dashboard") + "/autoscaler"
+
+        def scaled_in() -> bool:
+            decisions = requests.get(page, timeout=REQUEST_TIMEOUT).json()["decisions"]
+            return any(decision["label"] == "scale-in microservice 4→3" for decision in decisions)
+
+        wait_for(scaled_in, timeout=20, what="the scale-in after the load")
+        assert len(running()) == 3
         assert cli(["--run-dir", run_dir, "autoscale", "status"]) == 0
         out = capsys.readouterr().out
         assert "scale-out microservice 3→4 (in_flight" in out and "scale-in microservice 4→3 (in_flight 0" in out
