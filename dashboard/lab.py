@@ -369,13 +369,10 @@ class Lab:
         def work(_action: Action) -> str:
             if direction == "out":
                 return actions.perform(actions.Add(service), orchestrator).message
-            names = sorted(
-                (i.name for i in orchestrator.instances() if i.service == service),
-                key=lambda n: int(n.rpartition("-")[2]),
-            )
+            names = newest_first([i.name for i in orchestrator.instances() if i.service == service])
             if len(names) < 2:
                 raise OrchestratorError(f"only {len(names)} {service} instance(s) left: scaling in would leave none")
-            return actions.perform(actions.Remove(names[-1]), orchestrator).message
+            return actions.perform(actions.Remove(names[0]), orchestrator).message
 
         return self._submit("add" if direction == "out" else "remove", service, work)
 

@@ -344,19 +344,16 @@ class DirectSource:
             quantile = histogram_quantile(q / 100, list(buckets.items()))
             if quantile is not None:
                 values[f"p{q}"] = quantile
+        paths = self._paths(current, previous[1], elapsed)
+        values.update(paths)
+        # What a pool sends each member is the sum of what each of its holders sends it.
         for _svc, pool in POOLS:
-            backends = {
-                dict(labels)["backend"]
-                for instance, metrics in current.items()
-                if service_of(instance) == pool.holder
-                for (metric, labels) in metrics
-                if metric == "scalelab_backend_requests_total" and dict(labels).get("pool") == pool.label
-            }
-            for backend in backends:
-                values[split_prefix(pool) + backend] = rate(
-                    "scalelab_backend_requests_total", pool.holder, pool=pool.label, backend=backend
-                )
-        values.update(self._paths(current, previous[1], elapsed))
+            prefix = edge_prefix(pool)
+            for key, rate_of_path in paths.items():
+                if key.startswith(prefix):
+                    member = key[len(prefix) :].partition(EDGE_SEPARATOR)[2]
+                    split = split_prefix(pool) + member
+                    values[split] = values.get(split, 0.0) + rate_of_path
         lookups = rate("scalelab_gateway_cache_lookups_total")
         if lookups > 0:
             values["cache.hit_ratio"] = rate("scalelab_gateway_cache_lookups_total", result="hit") / lookups

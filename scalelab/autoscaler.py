@@ -241,6 +241,7 @@ class _State:
     last_change: float = -math.inf
     last_value: float | None = None
     last_error: str = ""
+    instances: int = 0  # running when last counted: at the start, at each step, after each change
 
 
 class Autoscaler:
@@ -267,7 +268,7 @@ class Autoscaler:
         self._scale = scale
         self._on_decision = on_decision
         self._clock = clock
-        self._state = _State()
+        self._state = _State(instances=len(running(self.policy.service)))
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -297,6 +298,7 @@ class Autoscaler:
         now = self._clock()
         with self._lock:
             self._state.last_value = value
+            self._state.instances = len(names)
             self._state.last_error = ""
             cooling = now - self._state.last_change < policy.cooldown_seconds
         wanted = decide(policy, len(names), value)
@@ -315,6 +317,7 @@ class Autoscaler:
         decision = Decision(now, policy.service, before, after, policy.signal, value, policy.target, changed, error)
         with self._lock:
             self._state.decisions.append(decision)
+            self._state.instances = decision.after if changed else len(names)
             self._state.last_change = self._clock()
         log.info("autoscaler: %s (%s)%s", decision.label, decision.reason, f": {error}" if error else "")
         if self._on_decision is not None:
@@ -329,7 +332,8 @@ class Autoscaler:
                 "enabled": self.enabled,
                 "policy": asdict(self.policy),
                 "describe": self.policy.describe(),
-                "instances": len(self._running(self.policy.service)),
+                # Counted by the loop, not here: the page asks every second and must not ask the orchestrator.
+                "instances": state.instances,
                 "signal": state.last_value,
                 "error": state.last_error,
                 "decisions": [decision.to_dict() for decision in state.decisions[-20:]],

@@ -7,6 +7,7 @@ second, never a hang.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,9 +28,10 @@ def status_routes() -> dict[str, str]:
     return {pool.holder: pool.status_route for _service, pool in catalog.pool_holders()}
 
 
-def shedding_services() -> set[str]:
+@functools.cache
+def shedding_services() -> frozenset[str]:
     """Return the services that shed load (they have the shedding knob) and report it on their health route."""
-    return {svc.name for svc in catalog.SERVICES if any(knob.name == "shedding" for knob in svc.knobs)}
+    return frozenset(svc.name for svc in catalog.SERVICES if any(knob.name == "shedding" for knob in svc.knobs))
 
 
 def admission_text(admission: dict[str, Any]) -> str:

@@ -26,7 +26,9 @@ from dashboard.sources import (
 from scalelab import catalog
 from scalelab.stack import Tile
 
-__all__ = ["ALLOWED", "STATE_COLOURS", "card", "costs", "register", "tiers", "tile_card", "tile_detail"]
+__all__ = [
+    "ALLOWED", "STATE_COLOURS", "card", "costs", "instance_buttons", "register", "tiers", "tile_card", "tile_detail",
+]  # fmt: skip
 
 STATE_COLOURS = {"healthy": "success", "down": "danger", "paused": "warning", "starting": "info", "stopped": "danger"}
 # Which buttons make sense for each process state; the others are disabled.
@@ -53,19 +55,28 @@ def _controllable(service: str) -> bool:
         return False
 
 
-def tile_card(tile: Tile) -> html.Div:
-    """Return the card of one instance: name, state, load, and its buttons."""
-    buttons = [
+def instance_buttons(name: str, kind: str, enabled: set[str] | None = None) -> list[dbc.Button]:
+    """Return an instance's kill, pause, resume and start buttons, with ids of type ``kind``.
+
+    ``enabled``: the actions that may be pressed now (None: all of them, until a callback says otherwise).
+    """
+    return [
         dbc.Button(
             action,
-            id={"type": "instance-action", "action": action, "name": tile.name},
+            id={"type": kind, "action": action, "name": name},
             size="sm",
             color="secondary",
             outline=True,
             className="me-1",
+            disabled=enabled is not None and action not in enabled,
         )
         for action in INSTANCE_ACTIONS
     ]
+
+
+def tile_card(tile: Tile) -> html.Div:
+    """Return the card of one instance: name, state, load, and its buttons."""
+    buttons = instance_buttons(tile.name, "instance-action")
     card_ = dbc.Card(
         dbc.CardBody(
             [

@@ -8,6 +8,7 @@ offers its buttons. A list under the map says the same in words.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -16,8 +17,8 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import ALL, Dash, Input, Output, ctx, dcc, html, no_update
 
-from dashboard.lab import INSTANCE_ACTIONS, Lab
-from dashboard.panels.topology import ALLOWED
+from dashboard.lab import Lab
+from dashboard.panels.topology import ALLOWED, instance_buttons
 from dashboard.sources import CALLS_PREFIX, EDGE_SEPARATOR, POOLS, edge_error_prefix, edge_prefix
 from scalelab import catalog
 from scalelab.catalog import service_of
@@ -52,6 +53,7 @@ class Path:
         return f"{self.source} → {self.target}: {self.rate:.1f} req/s{failing}"
 
 
+@functools.cache
 def columns() -> dict[str, int]:
     """Return each service's column: 0 for the lab's helpers (clients among them), then as a request travels."""
     column = {svc.name: 0 for svc in catalog.SERVICES if svc.runs != "service"}
@@ -227,21 +229,10 @@ def card() -> dbc.Card:
 
 
 def _buttons(tile: Tile) -> Any:
-    allowed = ALLOWED.get(tile.process, set())
+    enabled = ALLOWED.get(tile.process, set())
     return [
         html.Strong(f"{tile.name}: {tile.state} ", className="me-2"),
-        *[
-            dbc.Button(
-                action,
-                id={"type": "map-action", "action": action, "name": tile.name},
-                size="sm",
-                color="secondary",
-                outline=True,
-                className="me-1",
-                disabled=action not in allowed,
-            )
-            for action in INSTANCE_ACTIONS
-        ],
+        *instance_buttons(tile.name, "map-action", enabled),
     ]
 
 

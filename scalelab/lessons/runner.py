@@ -15,12 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from scalelab.experiments.runner import ExperimentError, Target, run_experiment
-from scalelab.experiments.spec import Experiment, SpecError
-from scalelab.experiments.spec import load as load_experiment
-from scalelab.experiments.spec import parse as parse_experiment
-from scalelab.lessons.spec import Lesson, LessonError, Prediction, Step
+from scalelab.lessons.spec import Lesson, Prediction, Step
 
-__all__ = ["LessonRun", "StepResult", "experiment_of", "measured_value", "run_lesson", "run_step"]
+__all__ = ["LessonRun", "StepResult", "measured_value", "run_lesson", "run_step"]
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -47,16 +44,6 @@ class LessonRun:
         return {p.id: measured_value(p, self.steps) for p in self.lesson.predictions}
 
 
-def experiment_of(step: Step, filename: str = "") -> Experiment:
-    """Return the experiment a step runs (a built-in one, or the one written in the lesson)."""
-    try:
-        if isinstance(step.experiment, str):
-            return load_experiment(step.experiment)
-        return parse_experiment(step.experiment, f"{filename}: steps.{step.id}.experiment")
-    except SpecError as exc:
-        raise LessonError(str(exc)) from None
-
-
 def measured_value(prediction: Prediction, steps: Mapping[str, StepResult]) -> float | None:
     """Return the number that answers ``prediction`` from the steps' summaries (None when not measured)."""
     result = steps.get(prediction.measured.step)
@@ -78,10 +65,12 @@ def run_step(
     results_dir: str | Path,
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    progress_bar: bool = False,
 ) -> StepResult:
     """Run one step's experiment against ``target``; return its result (ExperimentError when it cannot run)."""
-    experiment = experiment_of(step, Path(lesson.source).name or lesson.name)
-    result = run_experiment(experiment, target, results_dir, on_progress=on_progress, progress_bar=False, cancel=cancel)
+    result = run_experiment(
+        step.parsed, target, results_dir, on_progress=on_progress, progress_bar=progress_bar, cancel=cancel
+    )
     return StepResult(step.id, result.directory, result.passed, result.summary)
 
 
@@ -91,6 +80,7 @@ def run_lesson(
     results_dir: str | Path,
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    progress_bar: bool = False,
 ) -> LessonRun:
     """Run every step in order; return what was measured. Raise ExperimentError when a step cannot run."""
     run = LessonRun(lesson)
@@ -104,7 +94,7 @@ def run_lesson(
                 on_progress((index + fraction) / count, f"step {index + 1} of {count}, {step.title}: {message}")
 
         try:
-            run.steps[step.id] = run_step(lesson, step, target, results_dir, progress, cancel)
+            run.steps[step.id] = run_step(lesson, step, target, results_dir, progress, cancel, progress_bar)
         except ExperimentError as exc:
             raise ExperimentError(f"{lesson.name}, step {step.id!r}: {exc}") from None
     return run

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from scalelab.experiments.checks import METRICS, SHARE_PREFIX
-from scalelab.experiments.spec import SpecError, builtin_names, read_yaml
+from scalelab.experiments.spec import Experiment, SpecError, builtin_names, read_yaml
+from scalelab.experiments.spec import load as load_experiment
 from scalelab.experiments.spec import parse as parse_experiment
 
 __all__ = [
@@ -132,7 +133,12 @@ class Step:
     title: str
     do: str
     experiment: str | dict[str, Any]  # a built-in experiment's name, or an experiment document
-    variants: tuple[str, ...] = ()  # its variants' names (checked against the experiment)
+    parsed: Experiment = field(compare=False, repr=False)  # that experiment, read and checked with the lesson
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """Return the names of its experiment's variants."""
+        return tuple(variant.name for variant in self.parsed.variants)
 
 
 @dataclass(frozen=True)
@@ -276,8 +282,6 @@ class _Reader:
                             f"{where}.experiment",
                             f"no built-in experiment {experiment!r}; known: {', '.join(builtin_names())}",
                         )
-                    from scalelab.experiments.spec import load as load_experiment
-
                     parsed = load_experiment(experiment)
                 elif isinstance(experiment, dict):
                     parsed = parse_experiment(experiment, f"{self.filename}: {where}.experiment")
@@ -293,7 +297,7 @@ class _Reader:
                     self.text(raw["title"], f"{where}.title"),
                     self.text(raw["do"], f"{where}.do"),
                     experiment,
-                    tuple(variant.name for variant in parsed.variants),
+                    parsed,
                 )
             )
         return tuple(steps)

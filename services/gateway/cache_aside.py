@@ -190,38 +190,23 @@ class CacheAside:
 
     def cache_breaker(self) -> str:
         """Return the state of the cache's circuit breaker (closed, half_open or open)."""
-        with self._breaker_lock:
-            self._cache_breaker.allows(self._clock())  # an open one past its cool-down reads half-open
-            return self._cache_breaker.state
+        return self._state(self._cache_breaker)
 
     def _cache_available(self) -> bool:
         return self.cache_breaker() != OPEN
 
-    def _cache_allowed(self) -> bool:
-        """Return whether this lookup may ask the cache (half-open: it is the one trial)."""
-        with self._breaker_lock:
-            allowed = self._cache_breaker.allows(self._clock())
-            if allowed:
-                self._cache_breaker.picked()
-            self._show_breaker()
-            return allowed
-
     def _cache_answered(self) -> None:
-        with self._breaker_lock:
-            if self._cache_breaker.record(True, self._clock()):
-                log.warning("the cache's circuit breaker is now %s", self._cache_breaker.state)
-                self._show_breaker()
+        if self._record(self._cache_breaker, True):
+            log.warning("the cache's circuit breaker is now %s", self._cache_breaker.state)
 
     def _cache_failed(self, error: Exception) -> None:
-        with self._breaker_lock:
-            if self._cache_breaker.record(False, self._clock()):
-                log.warning(
-                    "cache unavailable (%s): its circuit breaker is %s; reads go to the database for %.1f s",
-                    error,
-                    self._cache_breaker.state,
-                    self._cache_breaker.policy.cooldown,
-                )
-                self._show_breaker()
+        if self._record(self._cache_breaker, False):
+            log.warning(
+                "cache unavailable (%s): its circuit breaker is %s; reads go to the database for %.1f s",
+                error,
+                self._cache_breaker.state,
+                self._cache_breaker.policy.cooldown,
+            )
         self.lookups.labels("error").inc()
 
     def _cache_get(self, key: str, deadline: Deadline, count: bool = True) -> Any | None:
@@ -237,7 +222,7 @@ class CacheAside:
         """
         if deadline.expired():
             return None, None, False  # no time to ask: the database read that follows answers 504
-        if not self._cache_allowed():
+        if not self._allowed(self._cache_breaker):
             if count:
                 self.lookups.labels("error").inc()
             return None, None, False
@@ -269,35 +254,44 @@ class CacheAside:
 
     def database_breaker(self) -> str:
         """Return the state of the database's circuit breaker (closed, half_open or open)."""
-        with self._breaker_lock:
-            self._database_breaker.allows(self._clock())  # an open one past its cool-down reads half-open
-            return self._database_breaker.state
+        return self._state(self._database_breaker)
 
-    def _show_breaker(self) -> None:
-        for target, breaker in (("database", self._database_breaker), ("cache", self._cache_breaker)):
-            for state in BREAKER_STATES:
-                self.breaker_state.labels(target, state).set(1.0 if breaker.state == state else 0.0)
+    def _database_answered(self, ok: bool) -> None:
+        if self._record(self._database_breaker, ok):
+            log.warning("the database's circuit breaker is now %s", self._database_breaker.state)
 
-    def _database_allowed(self) -> bool:
+    # The breakers on the cache and the database, one lock for both (the pool keeps its own for the microservices).
+    def _state(self, breaker: Breaker) -> str:
         with self._breaker_lock:
-            breaker = self._database_breaker
+            breaker.allows(self._clock())  # an open one past its cool-down reads half-open
+            return breaker.state
+
+    def _allowed(self, breaker: Breaker) -> bool:
+        """Return whether a call may go now (half-open: it is the one trial)."""
+        with self._breaker_lock:
             if not breaker.policy.failures and breaker.state != CLOSED:
                 breaker.reset()  # breakers were switched off
-                self._show_breaker()
             allowed = breaker.allows(self._clock())
             if allowed:
                 breaker.picked()
             self._show_breaker()
             return allowed
 
-    def _database_answered(self, ok: bool) -> None:
+    def _record(self, breaker: Breaker, ok: bool) -> bool:
+        """Count a call's outcome; return whether the breaker changed state."""
         with self._breaker_lock:
-            if self._database_breaker.record(ok, self._clock()):
-                log.warning("the database's circuit breaker is now %s", self._database_breaker.state)
+            changed = breaker.record(ok, self._clock())
+            if changed:
                 self._show_breaker()
+            return changed
+
+    def _show_breaker(self) -> None:
+        for target, breaker in (("database", self._database_breaker), ("cache", self._cache_breaker)):
+            for state in BREAKER_STATES:
+                self.breaker_state.labels(target, state).set(1.0 if breaker.state == state else 0.0)
 
     def _load(self, key: str, fill_cache: bool, deadline: Deadline, lease: str | None = None) -> Any:
-        if not self._database_allowed():
+        if not self._allowed(self._database_breaker):
             policy = self._database_breaker.policy
             raise ApiError(
                 503,

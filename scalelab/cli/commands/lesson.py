@@ -100,11 +100,8 @@ def run(
     )
     ctx.say(f"lesson {lesson.name}: {lesson.title} ({len(lesson.steps)} step(s)) against {target.base_url}")
 
-    def progress(fraction: float, message: str) -> None:
-        ctx.say(f"  {fraction:4.0%} {message}")
-
     try:
-        run = run_lesson(lesson, target, where, on_progress=_throttled(progress))
+        run = run_lesson(lesson, target, where, progress_bar=True)
     except (ExperimentError, LessonError) as exc:
         ctx.fail(str(exc))
         return exitcodes.FAILED
@@ -127,17 +124,3 @@ def run(
         ctx.fail(f"not measured: {', '.join(missing)} (see the steps' reports)")
         return exitcodes.CHECKS_FAILED
     return exitcodes.OK
-
-
-def _throttled(say: Any, every: float = 2.0) -> Any:
-    """Return ``say`` called at most every ``every`` seconds (and for each new step)."""
-    last = {"at": 0.0, "step": ""}
-
-    def progress(fraction: float, message: str) -> None:
-        step = message.split(":", 1)[0]
-        now = time.monotonic()
-        if now - last["at"] >= every or step != last["step"]:
-            last.update(at=now, step=step)
-            say(fraction, message)
-
-    return progress
