@@ -98,6 +98,8 @@ class CacheAside:
             "scalelab_gateway_cache_lookups", "Cache-aside lookups, by result (hit, miss, error, bypass).",
             ["result"], registry=registry,
         )  # fmt: skip
+        # Every /data request counts a lookup: bind the children once (a label lookup costs more than the count).
+        self._counted = {result: self.lookups.labels(result) for result in ("hit", "miss", "error", "bypass")}
         self.coalesced = Counter(
             "scalelab_gateway_coalesced_requests",
             "Reads that waited for another read of the same key.",
@@ -118,6 +120,7 @@ class CacheAside:
             ["target", "state"],
             registry=registry,
         )
+        self._shown: tuple[str, str] | None = None
         self._show_breaker()
         self.lease_waits = Counter(
             "scalelab_gateway_lease_waits",
@@ -133,7 +136,7 @@ class CacheAside:
             if hit is not None:
                 return hit, True
         else:
-            self.lookups.labels("bypass").inc()
+            self._counted["bypass"].inc()
         mode = self._knobs["coalescing"]
         if mode != OFF:
             leased = use_cache and mode == ACROSS_GATEWAYS
@@ -207,7 +210,7 @@ class CacheAside:
                 self._cache_breaker.state,
                 self._cache_breaker.policy.cooldown,
             )
-        self.lookups.labels("error").inc()
+        self._counted["error"].inc()
 
     def _cache_get(self, key: str, deadline: Deadline, count: bool = True) -> Any | None:
         """Return the cached record or None; ``count`` says whether this lookup shows in the metrics."""
@@ -224,7 +227,7 @@ class CacheAside:
             return None, None, False  # no time to ask: the database read that follows answers 504
         if not self._allowed(self._cache_breaker):
             if count:
-                self.lookups.labels("error").inc()
+                self._counted["error"].inc()
             return None, None, False
         try:
             response = self._cache.request(
@@ -245,7 +248,7 @@ class CacheAside:
         self._cache_answered()
         hit = response.status == 200 and isinstance(body, dict) and "value" in body
         if count:
-            self.lookups.labels("hit" if hit else "miss").inc()
+            self._counted["hit" if hit else "miss"].inc()
         if hit:
             return body["value"], None, False
         token = body.get("lease") if isinstance(body, dict) else None
@@ -286,6 +289,10 @@ class CacheAside:
             return changed
 
     def _show_breaker(self) -> None:
+        states = (self._database_breaker.state, self._cache_breaker.state)
+        if states == self._shown:
+            return  # checked on every call: set the gauges only when a state changed
+        self._shown = states
         for target, breaker in (("database", self._database_breaker), ("cache", self._cache_breaker)):
             for state in BREAKER_STATES:
                 self.breaker_state.labels(target, state).set(1.0 if breaker.state == state else 0.0)

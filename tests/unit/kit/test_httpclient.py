@@ -115,18 +115,54 @@ def test_bytes_that_reach_an_idle_connection_are_never_read_as_the_next_answer(r
     assert server.connection_of() == [1, 2, 2]
 
 
-def test_an_interim_answer_taken_for_the_final_one_fails_and_its_final_answer_goes_to_no_one(raw):
+def test_interim_answers_are_skipped_and_the_final_one_is_the_answer(raw):
     def answer(method: str, target: str) -> bytes:
         final = answer_to(method, target)
-        return b"HTTP/1.1 103 Early Hints\r\nLink: </app.css>\r\n\r\n" + final if target == "/hinted" else final
+        interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </app.css>\r\n\r\n"
+        return interim + final if target == "/hinted" else final
 
     server, client = raw(answer)
+    response = client.request("POST", "/hinted", b"{}")
+    assert (response.status, response.body) == (200, b"POST /hinted")
+    assert "link" not in response.headers  # the interim answer's headers are not the answer's
+    assert client.request("GET", "/next").body == b"GET /next"
+    assert server.connection_of() == [1, 1]
+
+
+@pytest.mark.parametrize(
+    "head", [b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket", b"NOT HTTP AT ALL"], ids=["101", "garbage"]
+)
+def test_an_answer_that_is_no_http_answer_fails_as_broken_and_the_connection_is_dropped(raw, head):
+    server, client = raw(lambda method, target: head + b"\r\n\r\n" if target == "/odd" else answer_to(method, target))
     with pytest.raises(UpstreamError) as info:
-        client.request("POST", "/hinted", b"{}")
+        client.request("GET", "/odd")
     assert info.value.failure is Failure.BROKEN
-    assert "103" in str(info.value)
     assert client.request("GET", "/next").body == b"GET /next"
     assert server.connection_of() == [1, 2]
+
+
+@pytest.mark.parametrize("target", ["/a b", "/a\r\nX-Injected: 1", "no-slash"])
+def test_a_request_target_that_would_break_the_request_line_is_never_sent(raw, target):
+    server, client = raw()
+    with pytest.raises(UpstreamError) as info:
+        client.request("GET", target)
+    assert info.value.failure is Failure.BROKEN
+    assert server.requests == []
+
+
+def test_a_header_value_with_a_line_break_is_refused(raw):
+    server, client = raw()
+    with pytest.raises(ValueError):
+        client.request("GET", "/x", headers={"X-Request-Deadline": "1\r\nX-Injected: 1"})
+    assert server.requests == []
+
+
+def test_the_body_of_an_answer_split_over_many_writes_is_read_whole(raw):
+    body = b"x" * 200_000
+    server, client = raw(lambda method, target: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    assert client.request("GET", "/big").body == body
+    assert client.request("GET", "/again").body == body
+    assert server.connection_of() == [1, 1]
 
 
 def test_an_http_1_0_answer_without_keep_alive_is_not_reused(raw):
