@@ -107,6 +107,11 @@ def create_app(lab: Lab) -> Dash:
             {"WWW-Authenticate": 'Basic realm="ScaleLab control"'},
         )
 
+    @server.before_request
+    def watching() -> None:
+        if request.path.startswith("/_dash-update-component"):  # a page asks for what it shows
+            lab.watched()
+
     @server.get("/health")
     def health() -> Any:
         status = lab.status

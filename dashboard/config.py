@@ -55,6 +55,12 @@ class DashboardConfig:
         "results", "DASHBOARD_RESULTS_DIR", "Where experiments run from the page write their reports (and are listed)."
     )
     refresh_seconds: float = setting(1.0, "DASHBOARD_REFRESH_SECONDS", "How often charts and tiles refresh.")
+    idle_refresh_seconds: float = setting(
+        5.0,
+        "DASHBOARD_IDLE_REFRESH_SECONDS",
+        "How often the stack is read while no page is open, no load runs and nothing was pressed lately "
+        "(a page that opens is served a fresh reading at once, then one per DASHBOARD_REFRESH_SECONDS).",
+    )
     history_seconds: int = setting(3600, "DASHBOARD_HISTORY_SECONDS", "How much history the charts keep.")
     request_timeout: float = setting(
         0.8, "DASHBOARD_REQUEST_TIMEOUT", "Seconds the app waits for a service, Prometheus or the load engine."
@@ -70,6 +76,11 @@ class DashboardConfig:
             )
         if not 0.2 <= self.refresh_seconds <= 60:
             raise ConfigError(f"DASHBOARD_REFRESH_SECONDS={self.refresh_seconds} must be between 0.2 and 60")
+        if not self.refresh_seconds <= self.idle_refresh_seconds <= 60:
+            raise ConfigError(
+                f"DASHBOARD_IDLE_REFRESH_SECONDS={self.idle_refresh_seconds} must be between "
+                f"DASHBOARD_REFRESH_SECONDS ({self.refresh_seconds}) and 60"
+            )
         self.grafana_probe_url = self.grafana_probe_url or self.grafana_url
         _ = self.hosts  # a malformed SCALELAB_ALLOWED_HOSTS stops the page at start, naming it
 

@@ -51,6 +51,11 @@ COALESCING = ("off", "per_gateway", "across_gateways")
 SHEDDING = ("off", "fixed", "adaptive")
 
 Runs = Literal["service", "loadgen", "prometheus", "dashboard", "grafana"]
+# What "yields" means (Service.yields_cpu): local processes run at this niceness (a nice-0 process
+# gets about nine times the CPU of a nice-10 one when both want it) and containers get these CPU
+# shares (Docker's default is 1024).
+YIELDING_NICE = 10
+YIELDING_CPU_SHARES = 256
 KnobKind = Literal["switch", "number", "choice"]
 
 
@@ -157,6 +162,15 @@ class Service:
     # What one container may use (compose, swarm, Kubernetes): cores and memory. Local processes share the machine.
     cpus: float | None = None
     memory_mb: int | None = None
+
+    @property
+    def yields_cpu(self) -> bool:
+        """Whether it runs below the page and Prometheus in CPU priority: the services and the load engine.
+
+        On two cores a full-blast load takes every cycle; the control page and Prometheus must still
+        answer at once, or a press shows seconds late (6.5 to 10 s, measured, before this).
+        """
+        return self.runs in ("service", "loadgen")
 
     def knob(self, name: str) -> Knob:
         """Return this service's knob ``name``; raise CatalogError naming the known ones."""

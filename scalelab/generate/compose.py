@@ -111,8 +111,14 @@ def bind_mount(volume: str) -> tuple[Path, str] | None:
 
 
 def limits(svc: catalog.Service) -> dict[str, Any]:
-    """Return a container's CPU and memory limits from the catalog (none for a service that names none)."""
+    """Return a container's CPU and memory limits from the catalog (none for a service that names none).
+
+    Services and the load engine also get fewer CPU shares than the page and Prometheus, so that a
+    press is answered while the load takes every core (catalog.Service.yields_cpu).
+    """
     out: dict[str, Any] = {}
+    if svc.yields_cpu:
+        out["cpu_shares"] = catalog.YIELDING_CPU_SHARES
     if svc.cpus is not None:
         out["cpus"] = svc.cpus
     if svc.memory_mb is not None:

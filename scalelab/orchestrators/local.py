@@ -396,9 +396,13 @@ class LocalOrchestrator(Orchestrator):
             entry = state["instances"][name]
             self.log_dir.mkdir(parents=True, exist_ok=True)
             self.data_dir.mkdir(parents=True, exist_ok=True)
+            svc = catalog.service(entry["service"])
+            command = entry.get("command") or [self.python, "-m", "services", svc.package]
+            if svc.yields_cpu:  # nice(1) sets it before the program starts, for every thread it will have
+                command = [shutil.which("nice") or "nice", "-n", str(catalog.YIELDING_NICE), *command]
             with open(self.log_dir / f"{name}.log", "ab") as log:
                 process = subprocess.Popen(
-                    entry.get("command") or [self.python, "-m", "services", catalog.service(entry["service"]).package],
+                    command,
                     env={**os.environ, **entry["env"], "PYTHONUNBUFFERED": "1"},
                     stdin=subprocess.DEVNULL,
                     stdout=log,

@@ -13,6 +13,15 @@ class CacheConfig(ServiceSettings):
     """Settings of the cache service."""
 
     port: int = setting(5004, "CACHE_PORT", "Port of the cache service.")
+    # The cache's requests never wait on another service, so under the GIL they run one after the
+    # other: a burst waits in the server's own queue, which holds no thread. Threads held for a
+    # queue only contend for the GIL (the cache cost 320 rather than 220 us of CPU per request).
+    queued_requests: int = setting(
+        0,
+        "SCALELAB_QUEUED_REQUESTS",
+        "Requests that may wait (up to 5 s) in a thread of their own for a busy request thread. None by default: "
+        "the cache's requests never wait on I/O, so they queue in the server without holding a thread.",
+    )
     capacity: int = setting(10_000, "CACHE_CAPACITY", "Most entries held; the least recently used go first.")
     max_bytes: int = setting(
         DEFAULT_MAX_BYTES,

@@ -6,12 +6,13 @@ import http.client
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
+    from .httpclient import HttpClient
     from .pool import Backend, Pool
 
 __all__ = ["HealthChecker", "HealthPolicy", "HealthState", "check_health", "http_probe"]
@@ -92,10 +93,28 @@ def check_health(host: str, port: int, path: str, timeout: float) -> None:
         conn.close()
 
 
+# One keep-alive connection per probed backend, dropped with the backend. A probe four times a
+# second per backend on a new connection (connect, accept, close, TIME_WAIT on both sides) was
+# most of what an idle stack spent; a dead instance still fails its next probe at once: its
+# connection is closed or reset, and the new one is refused.
+_probe_clients: weakref.WeakKeyDictionary[Backend, HttpClient] = weakref.WeakKeyDictionary()
+_probe_clients_lock = threading.Lock()
+
+
 def http_probe(backend: Backend, policy: HealthPolicy) -> None:
     """Raise unless ``GET <backend><policy.path>`` answers 200 within the policy's timeout."""
-    parts = urlsplit(backend.url)
-    check_health(parts.hostname or "127.0.0.1", parts.port or 80, policy.path, policy.timeout)
+    from .httpclient import HttpClient  # here: the client's module needs the pool's, which needs this one
+
+    with _probe_clients_lock:
+        client = _probe_clients.get(backend)
+        if client is None or client.base_url != backend.url.rstrip("/"):
+            client = _probe_clients[backend] = HttpClient(
+                backend.url, timeout=policy.timeout, connect_timeout=policy.timeout, max_idle=1
+            )
+            weakref.finalize(backend, client.close)  # its connection closes with the backend, not at exit
+    response = client.request("GET", policy.path, timeout=policy.timeout)
+    if response.status != 200:
+        raise ConnectionError(f"{backend.url}{policy.path} answered {response.status}")
 
 
 class HealthChecker:
@@ -153,3 +172,7 @@ class HealthChecker:
         finally:
             with self._lock:
                 self._watched.discard(backend)
+            with _probe_clients_lock:
+                client = _probe_clients.pop(backend, None)
+            if client is not None:
+                client.close()

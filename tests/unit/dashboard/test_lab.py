@@ -9,13 +9,14 @@ import docker
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from dashboard import lab as lab_module
 from dashboard.config import DashboardConfig
 from dashboard.lab import Lab
 from scalelab.containerstats import ContainerStatsCollector
 from scalelab.orchestrators.docker import DockerOrchestrator
 from scalelab.orchestrators.local import LocalOrchestrator
 from scalelab.stack import Tile
-from services.kit.config import load_config
+from services.kit.config import ConfigError, load_config
 from tests.unit.standins import closed_port
 
 
@@ -66,3 +67,32 @@ def test_a_kill_pressed_while_a_sample_is_read_is_not_undone_by_that_sample(conf
     [tile] = lab.sample_once().tiles  # the next sample reads the stack afresh
     assert tile.state == "healthy"
     lab.stop()
+
+
+def test_an_unwatched_idle_stack_is_read_at_the_idle_interval_and_a_page_brings_the_full_rate_back_at_once(
+    config: DashboardConfig, tmp_path: Path
+):
+    lab = Lab(config, LocalOrchestrator(tmp_path), lambda: "t", registry=CollectorRegistry())
+    assert lab.interval() == config.refresh_seconds  # just started: a page usually opens now
+    lab._watched_at -= lab_module.WATCH_SECONDS + 1
+    assert lab.interval() == config.idle_refresh_seconds
+    lab._wake.clear()
+    lab.watched()
+    assert lab._wake.is_set()  # the sampler reads the stack now, not at the end of its idle wait
+    assert lab.interval() == config.refresh_seconds
+
+
+@pytest.mark.parametrize("state", ["spawning", "running"])
+def test_running_load_keeps_the_full_rate_with_no_page_open(config: DashboardConfig, tmp_path: Path, state: str):
+    lab = Lab(config, LocalOrchestrator(tmp_path), lambda: "t", registry=CollectorRegistry())
+    lab._watched_at -= lab_module.WATCH_SECONDS + 1
+    lab.status.load = {"state": state, "user_count": 8}
+    assert lab.interval() == config.refresh_seconds
+    lab.status.load = {"state": "stopped", "user_count": 0}
+    assert lab.interval() == config.idle_refresh_seconds
+
+
+def test_an_idle_interval_below_the_refresh_interval_is_refused(tmp_path: Path):
+    environ = {"DASHBOARD_REFRESH_SECONDS": "2", "DASHBOARD_IDLE_REFRESH_SECONDS": "1"}
+    with pytest.raises(ConfigError, match="DASHBOARD_IDLE_REFRESH_SECONDS"):
+        load_config(DashboardConfig, {"run_dir": str(tmp_path)}, environ=environ)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import socket
 import threading
+import time
 
 import pytest
 
 from services.kit.health import HealthChecker, HealthPolicy, HealthState, http_probe
-from services.kit.pool import NoHealthyBackend, Pool
+from services.kit.httpclient import UpstreamError
+from services.kit.pool import Failure, NoHealthyBackend, Pool
 
 from ..support import InThread, wait_for
 
@@ -219,8 +222,47 @@ def test_http_probe_fails_when_nothing_listens():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     pool = Pool("p", [("a", f"http://127.0.0.1:{port}")])
-    with pytest.raises(ConnectionRefusedError):
+    with pytest.raises(UpstreamError, match="refused") as info:
         http_probe(pool.get("a"), HealthPolicy(timeout=2))
+    assert info.value.failure is Failure.CONNECT
+
+
+class _CountingServer(http.server.ThreadingHTTPServer):
+    """Counts the connections it accepts; ``kill`` closes them all, as a killed process's sockets are."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.accepted: list[socket.socket] = []
+
+    def process_request(self, request, client_address):
+        self.accepted.append(request)
+        super().process_request(request, client_address)
+
+    def kill(self):
+        for sock in self.accepted:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class _KeepAliveHealth(_Health):
+    protocol_version = "HTTP/1.1"
+
+
+def test_http_probe_keeps_one_connection_and_a_stopped_server_fails_the_next_probe_at_once():
+    server = _CountingServer(("127.0.0.1", 0), _KeepAliveHealth)
+    served = InThread(server)
+    pool = Pool("p", [("a", f"http://127.0.0.1:{server.server_address[1]}")])
+    try:
+        for _ in range(5):
+            http_probe(pool.get("a"), HealthPolicy(timeout=2))
+        assert len(server.accepted) == 1
+    finally:
+        served.stop()
+        server.kill()
+    started = time.monotonic()
+    with pytest.raises(ConnectionError):
+        http_probe(pool.get("a"), HealthPolicy(timeout=2))
+    assert time.monotonic() - started < 0.5
 
 
 def _health_threads(name: str) -> list[threading.Thread]:
