@@ -38,7 +38,7 @@ lint: $(VENV)/.installed
 test: lint  ## install, lint, then unit, integration, browser and compose tests against real processes
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.installed  ## cache-hit /data through the balancer vs nginx (needs wrk and nginx)
+bench: $(VENV)/.installed  ## cache-hit /data through the balancer vs nginx and HAProxy, and one gateway (needs wrk, nginx, haproxy)
 	$(BIN)/python -m tests.benchmarks.data_path
 
 lock: python  ## re-resolve every dependency into .ci/constraints.txt (then commit it)

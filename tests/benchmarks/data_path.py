@@ -1,10 +1,11 @@
-"""Benchmark the cache-hit `GET /data` path: our balancer vs nginx in front of the same gateways.
+"""Benchmark the cache-hit `GET /data` path: our balancer vs nginx and HAProxy in front of the same gateways.
 
 A script, not a test: it prints figures. It starts its own stack on spare ports (or uses one
-already running with --run-dir), puts nginx (Debian's, one worker, upstream keep-alive) in front
-of the same two gateways, and drives each target with wrk at 8 and 32 connections, alternating
-targets round by round so that the machine's noise falls on all of them alike. It reports the
-median of the rounds.
+already running with --run-dir), puts nginx (one worker, upstream keep-alive) and HAProxy (one
+thread, connection reuse) in front of the same two gateways, and drives each target, and one
+gateway directly, with wrk at 8 and 32 connections, alternating the order round by round so that
+the machine's noise falls on all of them alike. It reports the median of the rounds and the
+median of the per-round ratios.
 
     python -m tests.benchmarks.data_path [--rounds 3] [--seconds 5]
 """
@@ -32,6 +33,7 @@ from tests.benchmarks.running import stack
 
 PORT_OFFSET = 30_000
 NGINX_PORT = 38_088
+HAPROXY_PORT = 38_089
 CONNECTIONS = (8, 32)
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -106,20 +108,60 @@ def nginx_in_front_of(gateways: list[str], port: int) -> Iterator[str]:
             }}
             """)
         )
-        process = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.PIPE)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                try:
-                    requests.get(url + "/token", timeout=1)
-                    break
-                except requests.ConnectionError:
-                    time.sleep(0.1)
+        with serving([binary, "-c", str(conf)], f"http://127.0.0.1:{port}") as url:
             yield url
-        finally:
-            process.terminate()
-            process.wait(10)
+
+
+@contextmanager
+def haproxy_in_front_of(gateways: list[str], port: int) -> Iterator[str]:
+    """Run HAProxy (one thread, connections to the gateways reused) in front of ``gateways``; yield its URL."""
+    binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    servers = "\n".join(f"  server g{n} {g.removeprefix('http://')}" for n, g in enumerate(gateways, 1))
+    with tempfile.TemporaryDirectory(prefix="scalelab-haproxy-") as tmp:
+        conf = Path(tmp, "haproxy.cfg")
+        conf.write_text(
+            textwrap.dedent("""\
+            global
+              nbthread 1
+              maxconn 4096
+            defaults
+              mode http
+              timeout connect 2s
+              timeout client 30s
+              timeout server 30s
+              option http-keep-alive
+              http-reuse always
+            frontend front
+              bind 127.0.0.1:{port}
+              default_backend gateways
+            backend gateways
+              balance roundrobin
+            """).format(port=port)
+            + servers
+            + "\n"
+        )
+        with serving([binary, "-db", "-f", str(conf)], f"http://127.0.0.1:{port}") as url:
+            yield url
+
+
+@contextmanager
+def serving(command: list[str], url: str) -> Iterator[str]:
+    """Run ``command`` until the block ends, once ``url`` answers (a proxy in front of the gateways)."""
+    process = subprocess.Popen(command, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                requests.get(url + "/token", timeout=1)
+                break
+            except requests.ConnectionError:
+                if process.poll() is not None:
+                    raise RuntimeError(f"{command[0]} stopped: {process.stderr.read().decode()[-500:]}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", help="benchmark the stack running from this run directory")
     parser.add_argument("--json", type=Path, help="also write the medians here")
     args = parser.parse_args(argv)
-    for tool in ("wrk", "nginx"):
+    for tool in ("wrk", "nginx", "haproxy"):
         if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists():
             sys.exit(f"{tool} is not installed: apt-get install {'nginx-light' if tool == 'nginx' else tool}")
 
@@ -140,10 +182,11 @@ def main(argv: list[str] | None = None) -> int:
         gateways = [f"http://127.0.0.1:{ports[name]}" for name in ("gateway-1", "gateway-2")]
         balancer = f"http://127.0.0.1:{ports['load-balancer']}"
         nginx = exits.enter_context(nginx_in_front_of(gateways, NGINX_PORT))
+        haproxy = exits.enter_context(haproxy_in_front_of(gateways, HAPROXY_PORT))
         token = requests.get(balancer + "/token", timeout=5).json()["token"]
         for url in (balancer, *gateways):  # warm the key into the cache
             requests.get(url + "/data", headers={"Authorization": token}, timeout=5).raise_for_status()
-        targets = {"balancer": balancer, "nginx": nginx, "one gateway": gateways[0]}
+        targets = {"balancer": balancer, "nginx": nginx, "haproxy": haproxy, "one gateway": gateways[0]}
         runs: dict[tuple[str, int], list[Run]] = {}
         for round_no in range(args.rounds):
             for connections in CONNECTIONS:
@@ -168,8 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     for label, m in medians.items():
         print(f"{label:<20}{m['rps']:>8.0f}{m['p50_ms']:>9.1f}{m['p99_ms']:>9.1f}{m['errors']:>8}")
     for c in CONNECTIONS:
-        ratios = [o.rps / n.rps for o, n in zip(runs[("balancer", c)], runs[("nginx", c)], strict=True)]
-        print(f"balancer / nginx at c={c}: {statistics.median(ratios):.2f} (median of per-round ratios)")
+        for other in ("nginx", "haproxy"):
+            ratios = [o.rps / n.rps for o, n in zip(runs[("balancer", c)], runs[(other, c)], strict=True)]
+            print(f"balancer / {other} at c={c}: {statistics.median(ratios):.2f} (median of per-round ratios)")
     if args.json:
         args.json.write_text(json.dumps(medians, indent=2))
     return 0
