@@ -13,6 +13,7 @@ import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, html
 
 from dashboard.actionlog import Action
+from dashboard.changes import refreshing
 from dashboard.lab import Lab, LabStatus
 from dashboard.panels.text import clock
 
@@ -83,10 +84,9 @@ def action_log(actions: list[Action]) -> Any:
 def register(app: Dash, lab: Lab) -> None:
     """Refresh the banners and the action log from ``lab`` each interval."""
 
-    @app.callback(
-        Output("source-banner", "children"),
-        Output("action-banner", "children"),
-        Output("action-log", "children"),
+    @refreshing(
+        app,
+        [Output("source-banner", "children"), Output("action-banner", "children"), Output("action-log", "children")],
         Input("tick", "n_intervals"),
     )
     def refresh(_n: int | None) -> Any:

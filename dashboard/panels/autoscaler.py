@@ -7,6 +7,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, html, no_update
 
+from dashboard.changes import refreshing
 from dashboard.lab import Lab
 from scalelab import catalog
 from scalelab.autoscaler import SIGNALS, AutoscalerError, ScalingPolicy
@@ -141,8 +142,11 @@ def register(app: Dash, lab: Lab) -> None:
             return lab.refuse("autoscaler", str(exc)).label
         return lab.actions.latest().label if lab.actions.latest() else no_update
 
-    @app.callback(Output("autoscaler-status", "children"), Input("tick", "n_intervals"))
+    @refreshing(app, [Output("autoscaler-status", "children")], Input("tick", "n_intervals"))
     def status(_n: Any) -> Any:
+        return [_status()]
+
+    def _status() -> Any:
         # The line tells the truth, the CLI's switches and a refused switch included; the switch stays the user's.
         now = lab.autoscaler_status()
         shown = autoscaler_status(now)

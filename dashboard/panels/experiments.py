@@ -8,6 +8,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, html, no_update
 
+from dashboard.changes import refreshing
 from dashboard.lab import Lab
 
 __all__ = ["EXPERIMENT_ROWS", "card", "experiment_results", "register"]
@@ -81,13 +82,16 @@ def experiment_results(runs: list[dict[str, Any]]) -> Any:
 def register(app: Dash, lab: Lab) -> None:
     """Wire the experiments card to ``lab``: progress and reports each interval, Run as an action."""
 
-    @app.callback(
-        Output("experiment-progress", "value"),
-        Output("experiment-progress", "label"),
-        Output("experiment-progress", "animated"),
-        Output("experiment-message", "children"),
-        Output("experiment-run", "disabled"),
-        Output("experiment-results", "children"),
+    @refreshing(
+        app,
+        [
+            Output("experiment-progress", "value"),
+            Output("experiment-progress", "label"),
+            Output("experiment-progress", "animated"),
+            Output("experiment-message", "children"),
+            Output("experiment-run", "disabled"),
+            Output("experiment-results", "children"),
+        ],
         Input("tick", "n_intervals"),
     )
     def experiment_status(_n: int | None) -> Any:

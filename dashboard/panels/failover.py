@@ -11,6 +11,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, html
 
+from dashboard.changes import refreshing
 from dashboard.lab import Lab
 from dashboard.panels.text import clock, seconds
 from dashboard.sources import POOLS
@@ -77,6 +78,6 @@ def failover_table(lab: Lab) -> Any:
 def register(app: Dash, lab: Lab) -> None:
     """Refresh the failover table from ``lab`` each interval."""
 
-    @app.callback(Output("failover-table", "children"), Input("tick", "n_intervals"))
+    @refreshing(app, [Output("failover-table", "children")], Input("tick", "n_intervals"))
     def table(_n: int | None) -> Any:
-        return failover_table(lab)
+        return [failover_table(lab)]

@@ -13,6 +13,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, html, no_update
 
+from dashboard.changes import refreshing
 from dashboard.lab import KNOBS, Knob, Lab
 from scalelab import catalog
 
@@ -169,9 +170,10 @@ def register(app: Dash, lab: Lab) -> None:
     if not shared and not pickers:
         return
 
-    @app.callback(
-        [Output(f"now-{knob.key}", "children") for knob in shared],
-        [Output(instance_picker_id(service), "options") for service in pickers],
+    @refreshing(
+        app,
+        [Output(f"now-{knob.key}", "children") for knob in shared]
+        + [Output(instance_picker_id(service), "options") for service in pickers],
         Input("tick", "n_intervals"),
     )
     def current(_n: int | None) -> Any:

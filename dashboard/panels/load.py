@@ -8,6 +8,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, html
 
+from dashboard.changes import refreshing
 from dashboard.lab import Lab
 from scalelab.load.engine import MIX_OPTIONS, LoadPlan
 
@@ -157,9 +158,9 @@ def plan_from_form(
 def register(app: Dash, lab: Lab) -> None:
     """Wire the load card to ``lab``: its state each interval, Start and Stop as actions."""
 
-    @app.callback(Output("load-status", "children"), Input("tick", "n_intervals"))
+    @refreshing(app, [Output("load-status", "children")], Input("tick", "n_intervals"))
     def status(_n: int | None) -> Any:
-        return load_status(lab.status.load, lab.status.load_problem)
+        return [load_status(lab.status.load, lab.status.load_problem)]
 
     @app.callback(
         Output("action-sink", "children", allow_duplicate=True),

@@ -98,6 +98,19 @@ def port_free(port: int) -> bool:
     return True
 
 
+def yield_cpu(pid: int) -> None:
+    """Run process ``pid`` below the page and Prometheus (catalog.YIELDING_NICE).
+
+    Set right after the start, before the program has made a thread of its own (the threads it
+    makes later inherit it); any thread already there is set too, as Linux keeps a nice per thread.
+    """
+    tasks = Path(f"/proc/{pid}/task")
+    threads = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [pid]
+    for thread in threads:
+        with contextlib.suppress(OSError):  # it may have ended already; it then needs no priority
+            os.setpriority(os.PRIO_PROCESS, thread, catalog.YIELDING_NICE)
+
+
 def healthy(port: int, timeout: float = 0.5, path: str = "/health") -> bool:
     """Return whether ``GET <path>`` on 127.0.0.1:``port`` answers 200."""
     try:
@@ -398,8 +411,6 @@ class LocalOrchestrator(Orchestrator):
             self.data_dir.mkdir(parents=True, exist_ok=True)
             svc = catalog.service(entry["service"])
             command = entry.get("command") or [self.python, "-m", "services", svc.package]
-            if svc.yields_cpu:  # nice(1) sets it before the program starts, for every thread it will have
-                command = [shutil.which("nice") or "nice", "-n", str(catalog.YIELDING_NICE), *command]
             with open(self.log_dir / f"{name}.log", "ab") as log:
                 process = subprocess.Popen(
                     command,
@@ -410,6 +421,8 @@ class LocalOrchestrator(Orchestrator):
                     cwd=self.run_dir,
                     start_new_session=True,  # its own process group: signals reach gunicorn's worker too
                 )
+            if svc.yields_cpu:
+                yield_cpu(process.pid)
             _CHILDREN[process.pid] = process
             entry["pid"] = process.pid
             entry["identity"] = process_identity(process.pid)

@@ -98,6 +98,17 @@ def test_each_interval_tiles_show_their_state_figures_and_the_buttons_that_make_
         {"id": {"type": "instance-action", "action": action, "name": name}, "property": "disabled"}
         for name, action in presses
     ]
+
+    def showing(outputs: list[dict], values: list) -> list[dict]:
+        return [{**output, "value": value} for output, value in zip(outputs, values, strict=True)]
+
+    # What the page shows before this interval: freshly drawn tiles.
+    state = [
+        showing(each("tile-state", "children"), ["…"] * 3),
+        showing(each("tile-state", "color"), ["secondary"] * 3),
+        showing(each("tile-detail", "children"), [""] * 3),
+        showing(buttons, [False] * 4),
+    ]
     body = {
         "output": key,
         "outputs": [
@@ -110,17 +121,36 @@ def test_each_interval_tiles_show_their_state_figures_and_the_buttons_that_make_
             {"id": "tick", "property": "n_intervals", "value": 1},
             {"id": "topology", "property": "children", "value": None},
         ],
+        "state": state,
         "changedPropIds": ["tick.n_intervals"],
     }
-    answer = Callbacks(app).client.post("/_dash-update-component", json=body).get_json()["response"]
+    client = Callbacks(app).client
+    answer = client.post("/_dash-update-component", json=body).get_json()["response"]
 
     def shown(type_: str, name: str, prop: str, **extra: str):
-        return answer[json.dumps({"name": name, **extra, "type": type_}, separators=(",", ":"), sort_keys=True)][prop]
+        key = json.dumps({"name": name, **extra, "type": type_}, separators=(",", ":"), sort_keys=True)
+        return answer.get(key, {}).get(prop, "(not sent)")
 
     assert [shown("tile-state", n, "children") for n in names] == ["healthy", "down", "gone"]
-    assert [shown("tile-state", n, "color") for n in names] == ["success", "danger", "secondary"]
-    assert shown("tile-detail", "gateway-1", "children") == "1 in flight"
-    assert [shown("instance-action", n, "disabled", action=a) for n, a in presses] == [False, True, False, True]
+    # Only what changed is sent: gateway-3 is grey already, and two buttons were already enabled.
+    assert [shown("tile-state", n, "color") for n in names] == ["success", "danger", "(not sent)"]
+    assert [shown("tile-detail", n, "children") for n in names] == ["1 in flight", "(not sent)", "(not sent)"]
+    assert [shown("instance-action", n, "disabled", action=a) for n, a in presses] == [
+        "(not sent)",
+        True,
+        "(not sent)",
+        True,
+    ]
+
+    # The next interval, with the page showing what it was sent: nothing to redraw.
+    body["state"] = [
+        showing(each("tile-state", "children"), ["healthy", "down", "gone"]),
+        showing(each("tile-state", "color"), ["success", "danger", "secondary"]),
+        showing(each("tile-detail", "children"), ["1 in flight", "", ""]),
+        showing(buttons, [False, True, False, True]),
+    ]
+    again = client.post("/_dash-update-component", json=body)
+    assert again.status_code == 204 or not again.get_json().get("response")
 
 
 def test_each_tile_shows_what_its_instance_costs():

@@ -6,13 +6,16 @@ import json
 import os
 import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from scalelab import catalog
 from scalelab.orchestrators import LocalOrchestrator, OrchestratorError, UnknownInstance
-from scalelab.orchestrators.local import process_identity, process_state
+from scalelab.orchestrators.local import process_identity, process_state, yield_cpu
 from tests.unit.support import wait_for
 
 
@@ -142,3 +145,27 @@ def test_the_state_holding_the_secrets_is_readable_by_its_owner_only(tmp_path):
     write_state(tmp_path, {})
     LocalOrchestrator(tmp_path).down()  # rewrites the state under its lock
     assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_yielding_process_runs_at_the_catalogs_niceness_on_every_thread_it_has_and_makes():
+    program = (
+        "import threading, time; time.sleep(0.3); threading.Thread(target=time.sleep, args=(5,)).start(); time.sleep(5)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", program])
+    try:
+        yield_cpu(child.pid)
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == catalog.YIELDING_NICE
+        time.sleep(1)  # the thread it starts after
+        threads = [int(t.name) for t in Path(f"/proc/{child.pid}/task").iterdir()]
+        assert len(threads) == 2
+        assert {os.getpriority(os.PRIO_PROCESS, t) for t in threads} == {catalog.YIELDING_NICE}
+    finally:
+        child.kill()
+        child.wait()
+    yield_cpu(child.pid)  # gone: nothing to set, no error
+
+
+def test_the_services_and_the_load_engine_yield_and_the_page_and_prometheus_do_not():
+    yielding = {svc.name for svc in catalog.SERVICES if svc.yields_cpu}
+    assert {"gateway", "cache", "load-balancer", "loadgen"} <= yielding
+    assert not yielding & {"dashboard", "prometheus", "grafana"}
