@@ -103,12 +103,17 @@ def yield_cpu(pid: int) -> None:
 
     Set right after the start, before the program has made a thread of its own (the threads it
     makes later inherit it); any thread already there is set too, as Linux keeps a nice per thread.
+    Each instance runs in a session of its own, and where the kernel groups tasks by session
+    (``sched_autogroup``, on by default on desktops and on these machines) the CPU is shared
+    between the groups by the group's nice, not the threads': the group gets it too.
     """
     tasks = Path(f"/proc/{pid}/task")
     threads = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [pid]
     for thread in threads:
         with contextlib.suppress(OSError):  # it may have ended already; it then needs no priority
             os.setpriority(os.PRIO_PROCESS, thread, catalog.YIELDING_NICE)
+    with contextlib.suppress(OSError):  # no autogroups in this kernel, or the process ended
+        Path(f"/proc/{pid}/autogroup").write_text(str(catalog.YIELDING_NICE))
 
 
 def healthy(port: int, timeout: float = 0.5, path: str = "/health") -> bool:

@@ -314,3 +314,23 @@ def test_the_traffic_map_shows_every_instance_the_live_rates_and_a_kill_within_t
     assert shown - pressed <= VISIBLE_SECONDS, f"the map showed gateway-2 down {shown - pressed:.2f} s after the press"
     control.press("start", "gateway-2")
     control.wait_state("gateway-2", "healthy", timeout=15)
+
+
+# Full blast: the page's own Start load with no pacing, every user sending as fast as answers come.
+BLAST_USERS = 32
+
+
+@pytest.mark.parametrize("instance", ["gateway-2", "microservice-2"])
+def test_under_full_blast_load_a_kill_shows_on_its_tile_within_two_seconds(
+    control: ControlPage, healthy_stack: Stack, instance: str
+) -> None:
+    control.start_load(BLAST_USERS, 0, **GETS_ONLY)
+    control.wait_for(lambda: (control.latest("throughput").get("requests/s") or 0) > 100, 20, "full-blast throughput")
+    time.sleep(3)  # the swarm at full speed, not ramping
+    pressed = control.press("kill", instance)
+    shown = control.wait_state(instance, "down", timeout=10)
+    print(f"\nfull blast ({BLAST_USERS} users, no pacing): {instance} shown down {shown - pressed:.2f} s after the press")
+    assert shown - pressed <= VISIBLE_SECONDS, f"the tile showed down {shown - pressed:.2f} s after the press"
+    pressed = control.press("start", instance)
+    shown = control.wait_state(instance, "healthy", timeout=15)
+    print(f"full blast: {instance} shown healthy again {shown - pressed:.2f} s after the start press")

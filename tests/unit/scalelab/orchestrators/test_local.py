@@ -151,10 +151,13 @@ def test_a_yielding_process_runs_at_the_catalogs_niceness_on_every_thread_it_has
     program = (
         "import threading, time; time.sleep(0.3); threading.Thread(target=time.sleep, args=(5,)).start(); time.sleep(5)"
     )
-    child = subprocess.Popen([sys.executable, "-c", program])
+    child = subprocess.Popen([sys.executable, "-c", program], start_new_session=True)  # as instances start
     try:
         yield_cpu(child.pid)
         assert os.getpriority(os.PRIO_PROCESS, child.pid) == catalog.YIELDING_NICE
+        autogroup = Path(f"/proc/{child.pid}/autogroup")
+        if autogroup.exists() and Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1":
+            assert autogroup.read_text().split()[-1] == str(catalog.YIELDING_NICE)  # "/autogroup-N nice 10"
         time.sleep(1)  # the thread it starts after
         threads = [int(t.name) for t in Path(f"/proc/{child.pid}/task").iterdir()]
         assert len(threads) == 2
