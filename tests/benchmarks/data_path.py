@@ -29,6 +29,7 @@ from pathlib import Path
 
 import requests
 
+from scalelab.orchestrators.local import yield_cpu
 from tests.benchmarks.running import stack
 
 PORT_OFFSET = 30_000
@@ -146,8 +147,12 @@ def haproxy_in_front_of(gateways: list[str], port: int) -> Iterator[str]:
 
 @contextmanager
 def serving(command: list[str], url: str) -> Iterator[str]:
-    """Run ``command`` until the block ends, once ``url`` answers (a proxy in front of the gateways)."""
-    process = subprocess.Popen(command, stderr=subprocess.PIPE)
+    """Run ``command`` until the block ends, once ``url`` answers (a proxy in front of the gateways).
+
+    It runs at the stack's priority, as our balancer does, so that the three compete alike for the CPU.
+    """
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, start_new_session=True)
+    yield_cpu(process.pid)
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
