@@ -16,16 +16,19 @@ from collections.abc import Callable
 from typing import Any
 
 from dash import Dash, Input, Output, State, no_update
-from plotly.utils import PlotlyJSONEncoder
 
 __all__ = ["changed", "changed_each", "refreshing"]
+
+
+def _component_json(component: Any) -> Any:
+    return component.to_plotly_json()  # what Dash sends of a component: its type, namespace and props
 
 
 def _as_shown(value: Any) -> Any:
     """Return ``value`` as the browser holds it: components as their JSON form."""
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
-    return json.loads(json.dumps(value, cls=PlotlyJSONEncoder))
+    return json.loads(json.dumps(value, default=_component_json))
 
 
 def changed(new: Any, shown: Any) -> Any:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 
 from dash import Dash, Input, Output, html, no_update
-from plotly.utils import PlotlyJSONEncoder
 
 from dashboard.changes import changed, changed_each, refreshing
 from tests.unit.dashboard.panels.support import Callbacks
 
 
 def as_browser_holds(value):
-    return json.loads(json.dumps(value, cls=PlotlyJSONEncoder))
+    return json.loads(json.dumps(value, default=lambda component: component.to_plotly_json()))
 
 
 def test_a_value_the_page_shows_is_not_sent_again_and_a_new_one_is():
