@@ -156,6 +156,8 @@ class Lab:
         # Instances a press just changed: name -> (state, process state, when), for the sample under way.
         self._shown: dict[str, tuple[str, str, float]] = {}
         self._executor = concurrent.futures.ThreadPoolExecutor(ACTION_WORKERS, thread_name_prefix="action")
+        # The running actions' futures, by action id, for a press that waits for its result (settle).
+        self._settling: dict[int, concurrent.futures.Future[None]] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -218,7 +220,8 @@ class Lab:
         """Return the seconds until the next reading: the refresh interval, or the idle one when nothing happens.
 
         An idle stack that nobody watches is read every DASHBOARD_IDLE_REFRESH_SECONDS: each reading asks
-        every pool, Prometheus and the load engine, which was a fifth of what the idle lab spent.
+        every pool, Prometheus and the load engine, which kept the page and the load engine the busiest
+        processes of an idle lab after Prometheus.
         """
         if self._watching() or self._busy():
             return self.config.refresh_seconds
@@ -336,9 +339,26 @@ class Lab:
                 self.actions.finish(action, True, message)
             self.refresh_soon()
 
-        self._executor.submit(run)
+        future = self._executor.submit(run)
+        self._settling[action.id] = future
+        future.add_done_callback(lambda _done: self._settling.pop(action.id, None))
         self.refresh_soon()
         return action
+
+    def settle(self, action: Action, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for ``action`` to finish; return whether it did.
+
+        A press's own answer can then refresh what it changed (its tile says ``down`` at once), rather
+        than the page waiting for its next interval to show it.
+        """
+        future = self._settling.get(action.id)
+        if future is None:
+            return True  # finished already: a running action's future stays until it is done
+        try:
+            future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            return False
+        return True
 
     def refuse(self, kind: str, message: str, target: str = REFUSED_TARGET) -> Action:
         """Log a press the page will not carry out (a value no control of the page could send) and return it.

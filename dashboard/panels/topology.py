@@ -36,6 +36,8 @@ STATE_COLOURS = {"healthy": "success", "down": "danger", "paused": "warning", "s
 ALLOWED = {"running": {"kill", "pause"}, "paused": {"resume", "kill"}, "stopped": {"start"}}
 # A target with an action this recent still pending keeps its buttons disabled.
 PENDING_SECONDS = 60.0
+# How long a press on a tile waits for its action before answering (kill and pause take milliseconds).
+PRESS_SETTLE_SECONDS = 1.0
 # Balanced service -> the key prefix of the requests/s its pool sends each of its instances.
 SPLITS = {svc.name: split_prefix(pool) for svc, pool in POOLS}
 
@@ -207,12 +209,13 @@ def register(app: Dash, lab: Lab) -> None:
         Output({"type": "instance-action", "action": ALL, "name": ALL}, "disabled"),
         Input("tick", "n_intervals"),
         Input("topology", "children"),
+        Input("action-sink", "children"),  # a press's own answer: its result shows at once
         State({"type": "tile-state", "name": ALL}, "children"),
         State({"type": "tile-state", "name": ALL}, "color"),
         State({"type": "tile-detail", "name": ALL}, "children"),
         State({"type": "instance-action", "action": ALL, "name": ALL}, "disabled"),
     )
-    def tile_states(_n: int | None, _children: Any, *shown: list[Any]) -> Any:
+    def tile_states(_n: int | None, _children: Any, _pressed: Any, *shown: list[Any]) -> Any:
         tiles = {tile.name: tile for tile in lab.status.tiles}
         latest = lab.history.latest()
         rates = latest.values if latest else {}
@@ -243,7 +246,11 @@ def register(app: Dash, lab: Lab) -> None:
         if not ctx.triggered or not ctx.triggered[0]["value"]:
             return no_update  # a tile was (re)drawn, nothing was pressed
         pressed = ctx.triggered_id
-        return lab.instance_action(pressed["action"], pressed["name"]).label
+        action = lab.instance_action(pressed["action"], pressed["name"])
+        # Answer once it is done (a kill or a pause takes a few ms; a start up to this long): the tiles
+        # refresh on this answer and show its result, not the next interval's.
+        lab.settle(action, PRESS_SETTLE_SECONDS)
+        return action.label
 
     @app.callback(
         Output("action-sink", "children", allow_duplicate=True),

@@ -17,6 +17,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import ALL, Dash, Input, Output, ctx, dcc, html, no_update
 
+from dashboard.changes import refreshing
 from dashboard.lab import Lab
 from dashboard.panels.topology import ALLOWED, instance_buttons
 from dashboard.sources import CALLS_PREFIX, EDGE_SEPARATOR, POOLS, edge_error_prefix, edge_prefix
@@ -239,11 +240,8 @@ def _buttons(tile: Tile) -> Any:
 def register(app: Dash, lab: Lab) -> None:
     """Redraw the map each interval, offer a pressed node's buttons, and act on them."""
 
-    @app.callback(
-        Output("traffic-map", "figure"),
-        Output("map-paths", "children"),
-        Input("tick", "n_intervals"),
-    )
+    # Unchanged (an idle stack), the map is not redrawn: Plotly redraws a whole plot for any new figure.
+    @refreshing(app, [Output("traffic-map", "figure"), Output("map-paths", "children")], Input("tick", "n_intervals"))
     def draw(_n: Any) -> Any:
         tiles = lab.status.tiles
         latest = lab.history.latest()
@@ -251,7 +249,7 @@ def register(app: Dash, lab: Lab) -> None:
         words = [html.Li(path.describe()) for path in found] + [
             html.Li(f"{tile.name}: {tile.state}", **{"data-node": tile.name}) for tile in tiles
         ]
-        return map_figure(tiles, found), words
+        return [map_figure(tiles, found), words]
 
     @app.callback(Output("map-selected", "children"), Input("traffic-map", "clickData"), prevent_initial_call=True)
     def select(click: Any) -> Any:

@@ -25,6 +25,9 @@ __all__ = ["SCRAPE_INTERVAL", "find_prometheus", "prometheus_config", "targets",
 # One-second resolution: failover happens in about a second and must be visible.
 SCRAPE_INTERVAL = "1s"
 EVALUATION_INTERVAL = "1s"
+# Prometheus's own figures: nothing the page, the rules or Grafana show reads them, and at 1 s they
+# were a third of every sample it took in (418 of 1,285), the largest part of an idle stack's CPU.
+SELF_SCRAPE_INTERVAL = "5s"
 TARGETS_FILE = "targets/scalelab.json"
 RULE_FILES = ("rules/recording.yml", "rules/alerts.yml")
 
@@ -58,6 +61,8 @@ def prometheus_config(self_address: str, discovery: dict[str, Any] | None = None
             {"job_name": LAB_JOB, **lab},
             {
                 "job_name": "prometheus",
+                "scrape_interval": SELF_SCRAPE_INTERVAL,
+                "scrape_timeout": SELF_SCRAPE_INTERVAL,
                 "static_configs": [
                     {"targets": [self_address], "labels": {"instance": "prometheus", "service": "prometheus"}}
                 ],

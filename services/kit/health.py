@@ -93,10 +93,10 @@ def check_health(host: str, port: int, path: str, timeout: float) -> None:
         conn.close()
 
 
-# One keep-alive connection per probed backend, dropped with the backend. A probe four times a
-# second per backend on a new connection (connect, accept, close, TIME_WAIT on both sides) was
-# most of what an idle stack spent; a dead instance still fails its next probe at once: its
-# connection is closed or reset, and the new one is refused.
+# One keep-alive connection per probed backend, dropped with the backend. On a new connection
+# each probe (four a second per backend and prober) also cost a connect, an accept and a close
+# on both sides, the larger part of an idle gateway's CPU. A dead instance still fails its next
+# probe at once: its connection is closed or reset, and the new one is refused.
 _probe_clients: weakref.WeakKeyDictionary[Backend, HttpClient] = weakref.WeakKeyDictionary()
 _probe_clients_lock = threading.Lock()
 
@@ -108,6 +108,8 @@ def http_probe(backend: Backend, policy: HealthPolicy) -> None:
     with _probe_clients_lock:
         client = _probe_clients.get(backend)
         if client is None or client.base_url != backend.url.rstrip("/"):
+            if client is not None:
+                client.close()  # the backend moved (found again by DNS at a new address)
             client = _probe_clients[backend] = HttpClient(
                 backend.url, timeout=policy.timeout, connect_timeout=policy.timeout, max_idle=1
             )

@@ -4,10 +4,10 @@ Two servers are supported: granian (Rust HTTP core, WSGI on a pool of blocking t
 gunicorn. Which one and how many threads is configuration; docs/benchmarks.md shows why
 granian is the default for the request path.
 
-granian runs its worker as a thread of the process that starts it (its free-threaded mode's
-server, used here with the GIL): a second process per instance would cost about 50 MB and
-a health round trip's wake-ups for nothing, since one worker serves each instance anyway.
-gunicorn always forks a worker under its master.
+granian runs its worker as a thread of the process that starts it (the server it ships for
+free-threaded Python, used here with the GIL): a master process beside the worker cost each
+instance about 50 MB of memory for nothing, as one worker serves each instance anyway.
+gunicorn always forks its worker under a master.
 """
 
 from __future__ import annotations

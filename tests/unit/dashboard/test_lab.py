@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from dashboard import lab as lab_module
+from dashboard.actionlog import Action
 from dashboard.config import DashboardConfig
 from dashboard.lab import Lab
 from scalelab.containerstats import ContainerStatsCollector
@@ -18,6 +20,7 @@ from scalelab.orchestrators.local import LocalOrchestrator
 from scalelab.stack import Tile
 from services.kit.config import ConfigError, load_config
 from tests.unit.standins import closed_port
+from tests.unit.support import wait_for
 
 
 @pytest.fixture
@@ -96,3 +99,18 @@ def test_an_idle_interval_below_the_refresh_interval_is_refused(tmp_path: Path):
     environ = {"DASHBOARD_REFRESH_SECONDS": "2", "DASHBOARD_IDLE_REFRESH_SECONDS": "1"}
     with pytest.raises(ConfigError, match="DASHBOARD_IDLE_REFRESH_SECONDS"):
         load_config(DashboardConfig, {"run_dir": str(tmp_path)}, environ=environ)
+
+
+def test_a_press_can_wait_for_its_action_so_that_its_answer_shows_the_result(config: DashboardConfig, tmp_path: Path):
+    lab = Lab(config, LocalOrchestrator(tmp_path), lambda: "t", registry=CollectorRegistry())
+
+    def outcome(action: Action) -> str:
+        return next(a.outcome for a in lab.actions.recent() if a.id == action.id)
+
+    quick = lab._submit("kill", "gateway-2", lambda _action: "killed")
+    assert lab.settle(quick, timeout=5) and outcome(quick) == "ok"
+    slow = lab._submit("start", "gateway-2", lambda _action: time.sleep(0.5) or "started")
+    assert not lab.settle(slow, timeout=0.05) and outcome(slow) == "pending"
+    wait_for(lambda: outcome(slow) == "ok", what="the slow action to finish")
+    assert lab.settle(slow, timeout=0)  # done: nothing left to wait for
+    wait_for(lambda: not lab._settling, what="the finished actions' futures to go")

@@ -120,6 +120,7 @@ def test_each_interval_tiles_show_their_state_figures_and_the_buttons_that_make_
         "inputs": [
             {"id": "tick", "property": "n_intervals", "value": 1},
             {"id": "topology", "property": "children", "value": None},
+            {"id": "action-sink", "property": "children", "value": None},
         ],
         "state": state,
         "changedPropIds": ["tick.n_intervals"],
