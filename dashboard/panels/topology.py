@@ -12,7 +12,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 
-from dashboard.changes import changed_each
+from dashboard.changes import refreshing
 from dashboard.lab import INSTANCE_ACTIONS, Lab
 from dashboard.sources import (
     CONTAINER_CPU_LIMIT_PREFIX,
@@ -202,20 +202,20 @@ def register(app: Dash, lab: Lab) -> None:
     def topology(_names: list[str] | None) -> Any:
         return _rows(lab.status.tiles)
 
-    @app.callback(
-        Output({"type": "tile-state", "name": ALL}, "children"),
-        Output({"type": "tile-state", "name": ALL}, "color"),
-        Output({"type": "tile-detail", "name": ALL}, "children"),
-        Output({"type": "instance-action", "action": ALL, "name": ALL}, "disabled"),
+    # Only what changed is sent: the browser redraws each property it gets, and tiles hold about 80.
+    @refreshing(
+        app,
+        [
+            Output({"type": "tile-state", "name": ALL}, "children"),
+            Output({"type": "tile-state", "name": ALL}, "color"),
+            Output({"type": "tile-detail", "name": ALL}, "children"),
+            Output({"type": "instance-action", "action": ALL, "name": ALL}, "disabled"),
+        ],
         Input("tick", "n_intervals"),
         Input("topology", "children"),
         Input("action-sink", "children"),  # a press's own answer: its result shows at once
-        State({"type": "tile-state", "name": ALL}, "children"),
-        State({"type": "tile-state", "name": ALL}, "color"),
-        State({"type": "tile-detail", "name": ALL}, "children"),
-        State({"type": "instance-action", "action": ALL, "name": ALL}, "disabled"),
     )
-    def tile_states(_n: int | None, _children: Any, _pressed: Any, *shown: list[Any]) -> Any:
+    def tile_states(_n: int | None, _children: Any, _pressed: Any) -> Any:
         tiles = {tile.name: tile for tile in lab.status.tiles}
         latest = lab.history.latest()
         rates = latest.values if latest else {}
@@ -232,10 +232,7 @@ def register(app: Dash, lab: Lab) -> None:
             name, action = output["id"]["name"], output["id"]["action"]
             tile = tiles.get(name)
             disabled.append(tile is None or name in pending or action not in ALLOWED.get(tile.process, set()))
-        # Only what changed: the browser redraws each property it is sent, and tiles hold about 80 of them.
-        return tuple(
-            changed_each(new, now) for new, now in zip((states, colours, details, disabled), shown, strict=True)
-        )
+        return [states, colours, details, disabled]
 
     @app.callback(
         Output("action-sink", "children", allow_duplicate=True),

@@ -21,15 +21,12 @@ from collections.abc import Iterable
 import httptools
 
 from ..kit import Failure
-from ..kit.httpclient import IDLE_LIMIT_SECONDS
+from ..kit.httpclient import IDLE_LIMIT_SECONDS, NO_BODY_STATUSES, SWITCHING_PROTOCOLS
 
 __all__ = ["Upstream", "UpstreamError", "UpstreamResponse"]
 
 # Idle connections kept per gateway; more are opened under load and closed when returned.
 MAX_IDLE = 256
-# Answers that carry no body whatever their headers say (RFC 9112 section 6.3).
-NO_BODY_STATUSES = frozenset({204, 304})
-SWITCHING_PROTOCOLS = 101
 
 
 class UpstreamError(ConnectionError):

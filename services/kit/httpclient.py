@@ -43,6 +43,7 @@ _BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
 _BAD_HEADER = re.compile(r"[\x00\r\n]")
 # Methods whose requests carry a body, so a missing one is sent as Content-Length: 0.
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Answers that carry no body whatever their headers say (RFC 9112 section 6.3); the balancer's client too.
 NO_BODY_STATUSES = frozenset({204, 304})
 SWITCHING_PROTOCOLS = 101
 

@@ -31,8 +31,6 @@ WORKER_TIMEOUT_SECONDS = 3600
 def _serve_gunicorn(target: str, settings: ServiceSettings, worker_class: str, threads: int) -> None:
     from gunicorn.app.base import BaseApplication
 
-    module, _, attr = target.partition(":")
-
     class Embedded(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             options = {
@@ -54,9 +52,7 @@ def _serve_gunicorn(target: str, settings: ServiceSettings, worker_class: str, t
 
         def load(self) -> Any:
             # Runs in the worker (after gevent patched the standard library, for gevent workers).
-            import importlib
-
-            return getattr(importlib.import_module(module), attr)()
+            return _build(target)
 
     Embedded().run()
 
@@ -84,11 +80,12 @@ def buffered(app: WsgiApp) -> WsgiApp:
     return call
 
 
-def _load(target: str) -> WsgiApp:
+def _build(target: str) -> WsgiApp:
+    """Import ``target`` ("module:function") and return the app the factory builds."""
     import importlib
 
     module, _, attr = target.partition(":")
-    return buffered(getattr(importlib.import_module(module), attr)())
+    return getattr(importlib.import_module(module), attr)()
 
 
 def _serve_granian(target: str, settings: ServiceSettings, threads: int) -> None:
@@ -119,7 +116,7 @@ def _serve_granian(target: str, settings: ServiceSettings, threads: int) -> None
         log_access=False,
         workers_kill_timeout=3,
         http1_settings=HTTP1Settings(header_read_timeout=GRANIAN_IDLE_MS),
-    ).serve(target_loader=lambda: _load(target), wrap_loader=False)
+    ).serve(target_loader=lambda: buffered(_build(target)), wrap_loader=False)
 
 
 def serve_wsgi(target: str, settings: ServiceSettings, server: str, worker_class: str, threads: int) -> None:
