@@ -6,6 +6,7 @@ clash with ``/cache/flush`` and ``/cache/stats``, in the query (``/cache?key=flu
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify
@@ -13,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from ..kit import ApiError, ConfigError, Knob, Knobs, create_service_app, load_config
 from ..kit.app import AnyPath
+from ..kit.express import Answer, Handler, express
 from ..kit.openapi import responses, validated
 from .api import (
     CacheEntry,
@@ -67,17 +69,43 @@ def flush():
     return jsonify({"flushed": _store().flush()})
 
 
-def _get(key: str, lease: bool = False):
+def _read(store: CacheStore, leases: Leases, key: str, lease: bool = False) -> tuple[int, dict[str, Any]]:
+    """Return the status and body of a read of ``key``: the entry, or a miss (with the lease when asked)."""
     if lease:
-        entry, token = _leases().acquire(key, lambda: _store().get(key))
+        entry, token = leases.acquire(key, lambda: store.get(key))
     else:
-        entry, token = _store().get(key), None
+        entry, token = store.get(key), None
     if entry is None:
         miss = {"error": f"key {key!r} is not cached (or has expired)", "status": 404, "key": key}
         if lease:
             miss.update(lease=token, filling=token is None)
-        return jsonify(miss), 404
-    return jsonify({"key": key, "value": entry.value, "ttl_remaining_seconds": round(_store().remaining(entry), 3)})
+        return 404, miss
+    return 200, {"key": key, "value": entry.value, "ttl_remaining_seconds": round(store.remaining(entry), 3)}
+
+
+def _get(key: str, lease: bool = False):
+    status, body = _read(_store(), _leases(), key, lease)
+    return jsonify(body), status
+
+
+# The keys the express lane reads straight from the path: the gateway's ("data:my_data"), and any
+# other made of characters that need no decoding. Anything else, and every query, goes to Flask.
+PLAIN_KEY = re.compile(r"[A-Za-z0-9_.:~@!$*+,;=-]+")
+EXPRESS_PREFIX = "/cache/"
+
+
+def _express_read(store: CacheStore, leases: Leases) -> Handler:
+    """Return the express lane's handler for ``GET /cache/<key>`` (services/kit/express.py)."""
+    reserved = {"stats", "flush", ".", ".."}
+
+    def handle(environ: dict[str, Any]) -> Answer | None:
+        key = environ["PATH_INFO"][len(EXPRESS_PREFIX) :]
+        if environ.get("QUERY_STRING") or key in reserved or PLAIN_KEY.fullmatch(key) is None:
+            return None
+        status, body = _read(store, leases, key)
+        return status, body, {}
+
+    return handle
 
 
 def _put(key: str):
@@ -191,4 +219,5 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     app.extensions["cache_leases"] = leases
     app.url_map.converters["path"] = KeyConverter  # before the routes are added, which bind it
     app.register_blueprint(bp)
+    express(app, EXPRESS_PREFIX, "/cache/<path:key>", _express_read(store, leases), prefix=True)
     return app

@@ -20,7 +20,11 @@ below the balancer's timeout, so a slow hop gets that 504 rather than the balanc
 from __future__ import annotations
 
 import json
+import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 from urllib.parse import quote
@@ -45,11 +49,12 @@ from ..kit import (
 from ..kit.app import reserve
 from ..kit.deadline import DEADLINE_HEADER, Deadline
 from ..kit.discovery import DnsDiscovery, DnsTarget
+from ..kit.express import Answer, Handler, express
 from ..kit.openapi import validated
 from ..kit.shedding import MODES as SHEDDING_MODES
 from ..kit.shedding import Shedder
 from ..kit.tier import DRAIN_SECONDS, BalancedTier
-from .api import ADD, DATA, LONGTASK, POOL, PROCESS, REMOVE, TASK, TOKEN_ROUTE, api
+from .api import ADD, DATA, LONGTASK, MAX_KEY_CHARS, POOL, PROCESS, REMOVE, TASK, TOKEN_ROUTE, DataQuery, api
 from .cache_aside import COALESCING, OFF, PER_GATEWAY, CacheAside, coalescing_mode
 from .config import GatewayConfig
 
@@ -58,6 +63,15 @@ bp = Blueprint("gateway", __name__)
 WORKER_RETRY_AFTER_SECONDS = 1
 # Answers whose Retry-After header the gateway passes on from the worker.
 RETRY_STATUSES = (429, 503)
+
+
+@dataclass
+class Outcome:
+    """How an admitted request ended: its status (500 until the answer says otherwise)."""
+
+    status: int = 500
+
+
 # A local service either accepts a connection at once or is not there.
 CONNECT_TIMEOUT_SECONDS = 1.0
 NO_PAYLOAD = object()
@@ -220,8 +234,34 @@ class Gateway:
     def deadline(self) -> Deadline:
         """Return the current request's deadline: the budget from now, or the caller's X-Request-Deadline if sooner."""
         if "deadline" not in g:
-            g.deadline = Deadline.from_header(request.headers.get(DEADLINE_HEADER), self.config.request_budget_seconds)
+            g.deadline = self.deadline_of(request.headers.get(DEADLINE_HEADER))
         return g.deadline
+
+    def deadline_of(self, header: str | None) -> Deadline:
+        """Return a request's deadline from its X-Request-Deadline header (or None): the budget from now, or sooner."""
+        return Deadline.from_header(header, self.config.request_budget_seconds)
+
+    @contextmanager
+    def admitted(self, authorization: str | None) -> Iterator[Outcome]:
+        """Admit a client's request: check its token, then rate limiting and shedding; raise the 401/429/503.
+
+        Set the yielded outcome's ``status`` to the answer's: its latency and status teach the adaptive limit.
+        """
+        claims = self.tokens.verify(bearer_value(authorization))
+        ticket = self.shedder.admit(str(claims.get("sub", "")))
+        outcome = Outcome()
+        try:
+            yield outcome
+        except ApiError as exc:
+            outcome.status = exc.status
+            raise
+        finally:
+            self.shedder.done(ticket, outcome.status)
+
+    def read_data(self, key: str, deadline: Deadline) -> dict[str, Any]:
+        """Return the body of ``GET /data?key=``: the record, whether it came from the cache, and this gateway."""
+        record, cached = self.cache_aside.read(key, deadline)
+        return {"cached": cached, "data": record, "key": key, "gateway_id": self.config.gateway_id}
 
     def worker_call(self, method: str, path: str, payload: Any = NO_PAYLOAD) -> tuple[int, Any, dict[str, str]]:
         """Call the worker within the request's budget; return ``(status, JSON body, headers)``.
@@ -270,21 +310,42 @@ def _protected(view):  # type: ignore[no-untyped-def]
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         gateway = _gw()
-        claims = gateway.tokens.verify(bearer_value(request.headers.get("Authorization")))
-        ticket = gateway.shedder.admit(str(claims.get("sub", "")))
-        status = 500
-        try:
+        with gateway.admitted(request.headers.get("Authorization")) as outcome:
             gateway.deadline()  # the budget counts from here, whatever the view does before its first call
             response = current_app.make_response(view(*args, **kwargs))
-            status = response.status_code
+            outcome.status = response.status_code
             return response
-        except ApiError as exc:
-            status = exc.status
-            raise
-        finally:
-            gateway.shedder.done(ticket, status)
 
     return wrapper
+
+
+# The /data keys the express lane reads straight from the query: characters that need no decoding.
+PLAIN_KEY = re.compile(rf"[A-Za-z0-9_.~-]{{1,{MAX_KEY_CHARS}}}")
+# The WSGI name of the X-Request-Deadline header.
+DEADLINE_ENVIRON = "HTTP_" + DEADLINE_HEADER.upper().replace("-", "_")
+
+
+def _express_data(gateway: Gateway) -> Handler:
+    """Return the express lane's handler for ``GET /data`` (services/kit/express.py).
+
+    It takes no query or ``key=`` with a plain key; anything else goes to Flask and its validation.
+    """
+    default = DataQuery.model_fields["key"].default
+
+    def handle(environ: dict[str, Any]) -> Answer | None:
+        query = environ.get("QUERY_STRING", "")
+        if not query:
+            key = default
+        elif query.startswith("key=") and PLAIN_KEY.fullmatch(query, 4) is not None:
+            key = query[4:]
+        else:
+            return None
+        with gateway.admitted(environ.get("HTTP_AUTHORIZATION")) as outcome:
+            body = gateway.read_data(key, gateway.deadline_of(environ.get(DEADLINE_ENVIRON)))
+            outcome.status = 200
+            return 200, body, {}
+
+    return handle
 
 
 @bp.get("/token")
@@ -298,9 +359,7 @@ def token():
 @_protected
 @api.validate(**DATA)
 def data():
-    key = validated("query").key
-    record, cached = _gw().cache_aside.read(key, _gw().deadline())
-    return jsonify({"cached": cached, "data": record, "key": key, "gateway_id": _gw().config.gateway_id})
+    return jsonify(_gw().read_data(validated("query").key, _gw().deadline()))
 
 
 @bp.get("/process")
@@ -373,6 +432,7 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     app.add_url_rule("/pool/backends", "add_backend", admin(_add_backend), methods=["POST"])
     app.add_url_rule("/pool/backends/<name>", "remove_backend", admin(_remove_backend), methods=["DELETE"])
     reserve(app, "gateway.pool_status", "add_backend", "remove_backend")
+    express(app, "/data", "/data", _express_data(gateway))
     gateway.microservices.start()
     if gateway.discovery is not None:
         gateway.discovery.start()

@@ -16,6 +16,7 @@ from .admission import Admission
 from .auth import require_admin
 from .config import ConfigError
 from .errors import ApiError, register_error_handlers
+from .express import EXPRESS, ExpressLanes, express
 from .inputs import json_body
 from .knobs import Knobs
 from .metrics import HttpMetrics, exposition, instrument_flask
@@ -81,7 +82,8 @@ def create_service_app(
     app.url_map.strict_slashes = False
     app.url_map.converters["path"] = AnyPath  # before any route is added: routes bind their converter
     register_error_handlers(app)
-    instrument_flask(app, HttpMetrics(service, settings.instance, registry))
+    metrics = HttpMetrics(service, settings.instance, registry)
+    instrument_flask(app, metrics)
     started = time.time()
     admin = require_admin(settings.admin_token)
     try:
@@ -116,9 +118,7 @@ def create_service_app(
         if g.pop("admitted", False):
             admission.leave()  # type: ignore[union-attr]
 
-    @app.get("/health")
-    @api.validate(resp=responses(HTTP_200=Health), tags=["operations"])
-    def health_route():
+    def health_body() -> dict[str, Any]:
         body = {
             "status": "ok",
             "service": service,
@@ -127,7 +127,12 @@ def create_service_app(
         }
         if health is not None:
             body.update(health())
-        return jsonify(body)
+        return body
+
+    @app.get("/health")
+    @api.validate(resp=responses(HTTP_200=Health), tags=["operations"])
+    def health_route():
+        return jsonify(health_body())
 
     @app.get("/metrics")
     @api.validate(resp=responses(HTTP_200=(None, "Prometheus text format")), tags=["operations"])
@@ -154,4 +159,8 @@ def create_service_app(
 
     reserve(app, "health_route", "metrics_route", "control_get", "control_put", "openapi_json", "static")
     api.register(app)
+    # Health probes arrive several times a second from every prober: the lane answers them.
+    app.extensions[EXPRESS] = lanes = ExpressLanes(app, metrics, hosts, admission)
+    app.wsgi_app = lanes  # type: ignore[method-assign]
+    express(app, "/health", "/health", lambda _environ: (200, health_body(), {}), admitted=False)
     return app

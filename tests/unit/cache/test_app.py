@@ -5,9 +5,11 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
+from werkzeug.test import Client
 
 from services.cache.app import create_app
 from services.kit.config import ConfigError
+from services.kit.express import EXPRESS
 
 ADMIN = {"X-Admin-Token": "t"}
 
@@ -321,3 +323,33 @@ def test_the_byte_bound_evicts_and_shows_in_metrics_and_health(make_client, regi
 def test_an_entry_limit_larger_than_the_cache_is_a_config_error(make_client):
     with pytest.raises(ConfigError, match="CACHE_MAX_ENTRY_BYTES"):
         make_client(max_entry_bytes=2000, max_bytes=1000)
+
+
+# ------------------------------------------------------------------ the express lane
+
+
+@pytest.mark.parametrize("key", ["data:my_data", "user-1.a~b", "missing"])
+def test_a_plain_read_answers_the_same_through_the_express_lane_as_through_flask(make_client, key):
+    client = make_client()
+    client.post(url("data:my_data"), json={"value": {"id": "my_data", "name": "é"}, "ttl": 60})
+    client.post(url("user-1.a~b"), json={"value": [1, 2.5, None], "ttl": 60})
+    behind = Client(client.application.extensions[EXPRESS].behind)
+    fast, slow = client.get(url(key)), behind.get(url(key))
+    assert (fast.status, fast.headers["Content-Type"]) == (slow.status, slow.headers["Content-Type"])
+    assert int(fast.headers["Content-Length"]) == len(fast.data)
+    fast_body, slow_body = fast.get_json(), slow.get_json()
+    if fast.status_code == 200:  # the entry aged between the two reads
+        assert fast_body.pop("ttl_remaining_seconds") >= slow_body.pop("ttl_remaining_seconds")
+    assert fast_body == slow_body
+
+
+@pytest.mark.parametrize(
+    "path", ["/cache/stats", "/cache/flush", "/cache/a%2Fb", "/cache/a/", "/cache/data:my_data?lease=true", "/cache/é"]
+)
+def test_reads_that_are_not_plain_go_to_flask(client, path):
+    seen = []
+    lanes = client.application.extensions[EXPRESS]
+    behind = lanes.behind
+    lanes.behind = lambda environ, start: seen.append(environ["PATH_INFO"]) or behind(environ, start)
+    client.get(path)
+    assert len(seen) == 1
