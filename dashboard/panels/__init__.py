@@ -16,6 +16,7 @@ from dashboard.panels import (
     lessons,
     live,
     load,
+    presses,
     topology,
     trafficmap,
 )
@@ -24,5 +25,5 @@ __all__ = ["PANELS"]
 
 # Each with a ``register(app, lab)``, in the page's order.
 PANELS: tuple[ModuleType, ...] = (
-    actions, trafficmap, topology, load, knobs, live, autoscaler, failover, lessons, experiments, grafana,
+    actions, trafficmap, topology, presses, load, knobs, live, autoscaler, failover, lessons, experiments, grafana,
 )  # fmt: skip

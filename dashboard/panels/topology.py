@@ -28,7 +28,8 @@ from scalelab import catalog
 from scalelab.stack import Tile
 
 __all__ = [
-    "ALLOWED", "STATE_COLOURS", "card", "costs", "instance_buttons", "register", "tiers", "tile_card", "tile_detail",
+    "ALLOWED", "STATE_COLOURS", "card", "costs", "instance_buttons", "register", "states_of", "tiers", "tile_card",
+    "tile_detail",
 ]  # fmt: skip
 
 STATE_COLOURS = {"healthy": "success", "down": "danger", "paused": "warning", "starting": "info", "stopped": "danger"}
@@ -36,8 +37,6 @@ STATE_COLOURS = {"healthy": "success", "down": "danger", "paused": "warning", "s
 ALLOWED = {"running": {"kill", "pause"}, "paused": {"resume", "kill"}, "stopped": {"start"}}
 # A target with an action this recent still pending keeps its buttons disabled.
 PENDING_SECONDS = 60.0
-# How long a press on a tile waits for its action before answering (kill and pause take milliseconds).
-PRESS_SETTLE_SECONDS = 1.0
 # Balanced service -> the key prefix of the requests/s its pool sends each of its instances.
 SPLITS = {svc.name: split_prefix(pool) for svc, pool in POOLS}
 
@@ -190,6 +189,16 @@ def _rows(tiles: list[Tile]) -> Any:
     return rows or dbc.Alert("No stack is running: start it with `scalelab up`.", color="warning")
 
 
+def states_of(tiles: dict[str, Tile], outputs: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """Return the state word and colour of each tile-state output, in the order Dash lists them."""
+    states, colours = [], []
+    for output in outputs:
+        tile = tiles.get(output["id"]["name"])
+        states.append(tile.state if tile else "gone")
+        colours.append(STATE_COLOURS.get(tile.state, "secondary") if tile else "secondary")
+    return states, colours
+
+
 def register(app: Dash, lab: Lab) -> None:
     """Wire the tiles to ``lab``: redraw them when instances come and go, refresh them, and act on presses."""
 
@@ -220,11 +229,8 @@ def register(app: Dash, lab: Lab) -> None:
         latest = lab.history.latest()
         rates = latest.values if latest else {}
         pending = {a.target for a in lab.actions.recent(time.time() - PENDING_SECONDS) if a.outcome == "pending"}
-        states, colours, details, disabled = [], [], [], []
-        for output in ctx.outputs_list[0]:
-            tile = tiles.get(output["id"]["name"])
-            states.append(tile.state if tile else "gone")
-            colours.append(STATE_COLOURS.get(tile.state, "secondary") if tile else "secondary")
+        states, colours = states_of(tiles, ctx.outputs_list[0])
+        details, disabled = [], []
         for output in ctx.outputs_list[2]:
             tile = tiles.get(output["id"]["name"])
             details.append(tile_detail(tile, rates) if tile else "")
@@ -233,21 +239,6 @@ def register(app: Dash, lab: Lab) -> None:
             tile = tiles.get(name)
             disabled.append(tile is None or name in pending or action not in ALLOWED.get(tile.process, set()))
         return [states, colours, details, disabled]
-
-    @app.callback(
-        Output("action-sink", "children", allow_duplicate=True),
-        Input({"type": "instance-action", "action": ALL, "name": ALL}, "n_clicks"),
-        prevent_initial_call=True,
-    )
-    def instance_action(_clicks: list[int | None]) -> Any:
-        if not ctx.triggered or not ctx.triggered[0]["value"]:
-            return no_update  # a tile was (re)drawn, nothing was pressed
-        pressed = ctx.triggered_id
-        action = lab.instance_action(pressed["action"], pressed["name"])
-        # Answer once it is done (a kill or a pause takes a few ms; a start up to this long): the tiles
-        # refresh on this answer and show its result, not the next interval's.
-        lab.settle(action, PRESS_SETTLE_SECONDS)
-        return action.label
 
     @app.callback(
         Output("action-sink", "children", allow_duplicate=True),

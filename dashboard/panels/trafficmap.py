@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import ALL, Dash, Input, Output, ctx, dcc, html, no_update
+from dash import Dash, Input, Output, dcc, html, no_update
 
 from dashboard.changes import refreshing
 from dashboard.lab import Lab
@@ -237,19 +237,28 @@ def _buttons(tile: Tile) -> Any:
     ]
 
 
+def drawn(lab: Lab) -> list[Any]:
+    """Return the map's figure and its words (each path, each instance's state) from the Lab's latest sample."""
+    tiles = lab.status.tiles
+    latest = lab.history.latest()
+    found = paths(tiles, latest.values if latest else {})
+    words = [html.Li(path.describe()) for path in found] + [
+        html.Li(f"{tile.name}: {tile.state}", **{"data-node": tile.name}) for tile in tiles
+    ]
+    return [map_figure(tiles, found), words]
+
+
 def register(app: Dash, lab: Lab) -> None:
-    """Redraw the map each interval, offer a pressed node's buttons, and act on them."""
+    """Redraw the map each interval and offer a pressed node's buttons (dashboard/panels/presses.py acts on them)."""
 
     # Unchanged (an idle stack), the map is not redrawn: Plotly redraws a whole plot for any new figure.
-    @refreshing(app, [Output("traffic-map", "figure"), Output("map-paths", "children")], Input("tick", "n_intervals"))
+    @refreshing(
+        app,
+        [Output("traffic-map", "figure"), Output("map-paths", "children")],
+        Input("tick", "n_intervals"),
+    )
     def draw(_n: Any) -> Any:
-        tiles = lab.status.tiles
-        latest = lab.history.latest()
-        found = paths(tiles, latest.values if latest else {})
-        words = [html.Li(path.describe()) for path in found] + [
-            html.Li(f"{tile.name}: {tile.state}", **{"data-node": tile.name}) for tile in tiles
-        ]
-        return [map_figure(tiles, found), words]
+        return drawn(lab)
 
     @app.callback(Output("map-selected", "children"), Input("traffic-map", "clickData"), prevent_initial_call=True)
     def select(click: Any) -> Any:
@@ -265,14 +274,3 @@ def register(app: Dash, lab: Lab) -> None:
         except catalog.CatalogError:
             controllable = False
         return _buttons(tile) if controllable else f"{tile.name}: {tile.state} (no buttons: it runs the lab)"
-
-    @app.callback(
-        Output("action-sink", "children", allow_duplicate=True),
-        Input({"type": "map-action", "action": ALL, "name": ALL}, "n_clicks"),
-        prevent_initial_call=True,
-    )
-    def press(_clicks: Any) -> Any:
-        if not ctx.triggered or not ctx.triggered[0]["value"]:
-            return no_update
-        pressed = ctx.triggered_id
-        return lab.instance_action(pressed["action"], pressed["name"]).label

@@ -13,6 +13,7 @@ from dashboard.config import DashboardConfig
 from dashboard.lab import KNOBS, Lab
 from dashboard.layout import page
 from dashboard.panels import lessons
+from dashboard.panels import presses as press_answer
 from scalelab.orchestrators.local import LocalOrchestrator
 from services.kit.config import load_config
 
@@ -67,6 +68,7 @@ def test_every_panel_registers_its_callbacks(lab: Lab):
         "experiments",
         "actions",
         "grafana",
+        "presses",
     }
     for panel in PANELS:
         alone = Dash(__name__, suppress_callback_exceptions=True)
@@ -102,10 +104,16 @@ def test_every_knob_has_its_callback(app: Dash):
         assert f"apply-{key}" in inputs or f"knob-{key}" in inputs, key
 
 
-def test_each_output_is_written_by_one_callback_except_the_press_sink(app: Dash):
-    outputs = [key.split("@")[0] for key in app.callback_map]
-    written = [part for key in outputs for part in (key[2:-2].split("...") if key.startswith("..") else [key])]
+def test_each_output_is_written_by_one_callback_except_the_press_sink_and_a_press_answer(app: Dash):
+    outputs = [key for key in app.callback_map]
+    written = [
+        part.split("@")[0] for key in outputs for part in (key[2:-2].split("...") if key.startswith("..") else [key])
+    ]
     presses = [part for part in written if part == "action-sink.children"]
     assert len(presses) >= len(KNOBS)
-    others = [part for part in written if part != "action-sink.children"]
+    # A press's answer shows its result at once: the tiles' states and the map (dashboard/panels/presses.py).
+    answered = {f"{output.component_id_str()}.{output.component_property}" for output in press_answer.SHOWN}
+    others = [part for part in written if part != "action-sink.children" and part not in answered]
     assert len(others) == len(set(others))
+    for part in answered:  # each by its own refresh and by the two kinds of press
+        assert written.count(part) == 3, part

@@ -87,7 +87,7 @@ def test_the_instance_names_store_changes_only_when_the_instances_do(app: Dash, 
 def test_each_interval_tiles_show_their_state_figures_and_the_buttons_that_make_sense(app: Dash, lab: Lab):
     lab.status.tiles = [tile("gateway-1", in_flight=1), tile("gateway-2", "down", "stopped")]
     topology.register(app, lab)
-    (key,) = [key for key in app.callback_map if "tile-state" in key]
+    (key,) = [key for key in app.callback_map if "tile-detail" in key]
     names = ["gateway-1", "gateway-2", "gateway-3"]  # gateway-3's tile is still drawn, its instance gone
     presses = [("gateway-1", "kill"), ("gateway-1", "start"), ("gateway-2", "start"), ("gateway-2", "pause")]
 
