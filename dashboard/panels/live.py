@@ -9,9 +9,9 @@ import time
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, dcc, html, no_update
+from dash import Dash, Input, Output, dcc, html
 
-from dashboard.charts import CHARTS, Chart, build_figure
+from dashboard.charts import CHARTS, build_figure
 from dashboard.lab import Lab
 
 __all__ = ["DEFAULT_WINDOW", "WINDOWS", "card", "register", "timing"]
@@ -48,39 +48,29 @@ def timing() -> html.Div:
 
 
 def register(app: Dash, lab: Lab) -> None:
-    """Redraw each chart from ``lab``'s history each interval, and time it.
+    """Redraw every chart from ``lab``'s history each interval, in one callback, and time it.
 
-    One callback per chart, not one for all: the browser then draws each chart as its answer
-    comes, in a task of its own, and a click waits for one chart's redraw at most rather than
-    for all seven (docs/benchmarks.md, a press under full-blast load).
+    One callback for all seven: each callback answer, even one that changes nothing, makes Dash's
+    renderer notify every component of the page, and under full-blast load that bookkeeping was
+    most of the browser's main thread (docs/benchmarks.md, a press under full-blast load). A
+    press no longer waits for the charts: its answer carries its result (dashboard/panels/presses.py).
     """
-    drawn: dict[str, tuple[int, float]] = {}  # chart -> (samples, ms) of its last redraw
 
-    def register_chart(chart: Chart) -> None:
-        @app.callback(
-            Output(f"chart-{chart.id}", "figure"),
-            Input("tick", "n_intervals"),
-            Input("window", "value"),
-        )
-        def draw(_n: int | None, window: int | None) -> Any:
-            began = time.perf_counter()
-            samples = lab.history.window(float(window or DEFAULT_WINDOW))
-            actions = lab.actions.recent(samples[0].time if samples else None)
-            figure = build_figure(chart, samples, actions)
-            drawn[chart.id] = (len(samples), (time.perf_counter() - began) * 1000)
-            return figure
-
-    for chart in CHARTS:
-        register_chart(chart)
-
-    @app.callback(Output("refresh-timing", "children"), Input("tick", "n_intervals"))
-    def timing_line(_n: int | None) -> Any:
-        if not drawn:
-            return no_update
-        took = sum(ms for _, ms in drawn.values())
+    @app.callback(
+        *[Output(f"chart-{chart.id}", "figure") for chart in CHARTS],
+        Output("refresh-timing", "children"),
+        Input("tick", "n_intervals"),
+        Input("window", "value"),
+    )
+    def draw(_n: int | None, window: int | None) -> Any:
+        began = time.perf_counter()
+        samples = lab.history.window(float(window or DEFAULT_WINDOW))
+        actions = lab.actions.recent(samples[0].time if samples else None)
+        figures = [build_figure(chart, samples, actions) for chart in CHARTS]
+        took = (time.perf_counter() - began) * 1000
         lab.refresh_timings.append(took)
-        samples = max(count for count, _ in drawn.values())
-        return (
-            f"charts drawn from {samples} samples in {took:.0f} ms; the stack was sampled in "
+        timing = (
+            f"charts drawn from {len(samples)} samples in {took:.0f} ms; the stack was sampled in "
             f"{lab.status.sample_seconds * 1000:.0f} ms; history holds {len(lab.history)} samples"
         )
+        return [*figures, timing]
