@@ -9,6 +9,7 @@ from dash import Dash, Input, Output, State, html, no_update
 
 from dashboard.changes import refreshing
 from dashboard.lab import Lab
+from dashboard.panels.fields import number_field
 from scalelab import catalog
 from scalelab.autoscaler import SIGNALS, AutoscalerError, ScalingPolicy
 
@@ -16,10 +17,6 @@ __all__ = ["autoscaler_status", "card", "policy_from_form", "register"]
 
 DEFAULTS = ScalingPolicy()
 SIGNAL_LABELS = {"in_flight": "requests in flight per instance", "p95_ms": "p95 latency (ms)"}
-
-
-def _number(id_: str, value: float, step: float, minimum: float) -> dbc.Input:
-    return dbc.Input(id=id_, type="number", value=value, step=step, min=minimum, size="sm", style={"width": "6rem"})
 
 
 def card(lab: Lab) -> dbc.Card:
@@ -49,13 +46,13 @@ def card(lab: Lab) -> dbc.Card:
                     ),
                 ]
             ),
-            dbc.Col([dbc.Label("Target", size="sm"), _number("autoscaler-target", DEFAULTS.target, 0.1, 0.01)]),
-            dbc.Col([dbc.Label("Min (0: standard)", size="sm"), _number("autoscaler-min", 0, 1, 0)]),
-            dbc.Col([dbc.Label("Max (0: catalog's)", size="sm"), _number("autoscaler-max", 0, 1, 0)]),
+            dbc.Col([dbc.Label("Target", size="sm"), number_field("autoscaler-target", DEFAULTS.target, 0.1, 0.01)]),
+            dbc.Col([dbc.Label("Min (0: standard)", size="sm"), number_field("autoscaler-min", 0, 1, 0)]),
+            dbc.Col([dbc.Label("Max (0: catalog's)", size="sm"), number_field("autoscaler-max", 0, 1, 0)]),
             dbc.Col(
                 [
                     dbc.Label("Cool-down s", size="sm"),
-                    _number("autoscaler-cooldown", DEFAULTS.cooldown_seconds, 0.5, 0.1),
+                    number_field("autoscaler-cooldown", DEFAULTS.cooldown_seconds, 0.5, 0.1),
                 ]
             ),
         ],

@@ -15,6 +15,7 @@ from dash import Dash, Input, Output, State, html, no_update
 
 from dashboard.changes import refreshing
 from dashboard.lab import KNOBS, Knob, Lab
+from dashboard.panels.fields import number_field
 from scalelab import catalog
 
 __all__ = [
@@ -74,16 +75,7 @@ def _knob_control(knob: Knob, value: Any) -> Any:
     if spec.kind == "choice":
         options = [{"label": choice.replace("_", " "), "value": choice} for choice in spec.choices]
         return dbc.Select(id=control_id(knob), options=options, value=value, **SELECT)
-    return dbc.Input(
-        id=control_id(knob),
-        type="number",
-        value=value,
-        step=spec.step,
-        min=spec.minimum,
-        max=spec.maximum,
-        size="sm",
-        style={"width": "6rem"},
-    )
+    return number_field(control_id(knob), value, spec.step, spec.minimum, spec.maximum)
 
 
 def _knob_row(knob: Knob, value: Any, now: bool) -> dbc.Row:

@@ -10,15 +10,12 @@ from dash import Dash, Input, Output, State, html
 
 from dashboard.changes import refreshing
 from dashboard.lab import Lab
+from dashboard.panels.fields import number_field as _number
 from scalelab.load.engine import MIX_OPTIONS, LoadPlan
 
 __all__ = ["card", "load_status", "plan_from_form", "register"]
 
 PLAN = LoadPlan()
-
-
-def _number(id_: str, value: float, step: float = 1, minimum: float = 0, width: str = "6rem") -> dbc.Input:
-    return dbc.Input(id=id_, type="number", value=value, step=step, min=minimum, size="sm", style={"width": width})
 
 
 MODEL_LABELS = {
