@@ -184,7 +184,7 @@ class Balancer:
                     self.admin(request)
                 response = await handler(request)
             except ApiError as exc:
-                response = _json(error_body(exc.status, exc.message, **exc.extra), exc.status)
+                response = _json(exc.body(), exc.status)
             except web.HTTPException as exc:
                 response = _json(error_body(exc.status, exc.reason), exc.status)
             except Exception:

@@ -63,6 +63,9 @@ bp = Blueprint("gateway", __name__)
 WORKER_RETRY_AFTER_SECONDS = 1
 # Answers whose Retry-After header the gateway passes on from the worker.
 RETRY_STATUSES = (429, 503)
+# A local service either accepts a connection at once or is not there.
+CONNECT_TIMEOUT_SECONDS = 1.0
+NO_PAYLOAD = object()
 
 
 @dataclass
@@ -70,11 +73,6 @@ class Outcome:
     """How an admitted request ended: its status (500 until the answer says otherwise)."""
 
     status: int = 500
-
-
-# A local service either accepts a connection at once or is not there.
-CONNECT_TIMEOUT_SECONDS = 1.0
-NO_PAYLOAD = object()
 
 
 def check_budgets(config: GatewayConfig) -> None:

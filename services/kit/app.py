@@ -16,7 +16,7 @@ from .admission import Admission
 from .auth import require_admin
 from .config import ConfigError
 from .errors import ApiError, register_error_handlers
-from .express import EXPRESS, ExpressLanes, express
+from .express import EXPRESS, ExpressLanes
 from .inputs import json_body
 from .knobs import Knobs
 from .metrics import HttpMetrics, exposition, instrument_flask
@@ -162,5 +162,5 @@ def create_service_app(
     # Health probes arrive several times a second from every prober: the lane answers them.
     app.extensions[EXPRESS] = lanes = ExpressLanes(app, metrics, hosts, admission)
     app.wsgi_app = lanes  # type: ignore[method-assign]
-    express(app, "/health", "/health", lambda _environ: (200, health_body(), {}), admitted=False)
+    lanes.add("/health", "/health", lambda _environ: (200, health_body(), {}), admitted=False)
     return app

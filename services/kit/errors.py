@@ -9,9 +9,12 @@ from typing import Any
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-__all__ = ["ApiError", "error_body", "register_error_handlers"]
+__all__ = ["INTERNAL_ERROR", "ApiError", "error_body", "register_error_handlers"]
 
 log = logging.getLogger(__name__)
+
+# What a client learns of a crash: the traceback goes to the service's log.
+INTERNAL_ERROR = "internal error; see the service log"
 
 
 class ApiError(Exception):
@@ -27,6 +30,10 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
         self.extra = extra
 
+    def body(self) -> dict[str, Any]:
+        """Return the JSON body this error is answered with."""
+        return error_body(self.status, self.message, **self.extra)
+
 
 def error_body(status: int, message: str, **extra: Any) -> dict[str, Any]:
     """Return the JSON body every ScaleLab error uses."""
@@ -38,7 +45,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return jsonify(error_body(exc.status, exc.message, **exc.extra)), exc.status, exc.headers
+        return jsonify(exc.body()), exc.status, exc.headers
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
@@ -52,4 +59,4 @@ def register_error_handlers(app: Flask) -> None:
     def _crash(exc: Exception):
         # Log the traceback for the operator; the client only learns that it failed.
         log.exception("unhandled error")
-        return jsonify(error_body(500, "internal error; see the service log")), 500
+        return jsonify(error_body(500, INTERNAL_ERROR)), 500

@@ -26,7 +26,7 @@ from flask import Flask
 from werkzeug.http import HTTP_STATUS_CODES
 
 from .admission import Admission
-from .errors import ApiError, error_body
+from .errors import INTERNAL_ERROR, ApiError, error_body
 from .metrics import HttpMetrics
 from .origin import host_allowed
 
@@ -104,10 +104,10 @@ class ExpressLanes:
                 if admission is not None:
                     admission.leave()
         except ApiError as exc:
-            answer = (exc.status, error_body(exc.status, exc.message, **exc.extra), exc.headers)
+            answer = (exc.status, exc.body(), exc.headers)
         except Exception:
             log.exception("unhandled error")
-            answer = (500, error_body(500, "internal error; see the service log"), {})
+            answer = (500, error_body(500, INTERNAL_ERROR), {})
         finally:
             metrics.in_flight.dec()
         if answer is None:
