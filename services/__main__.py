@@ -2,7 +2,7 @@
 
 A service is a folder of this package: ``config.py`` holds its settings class (a
 :class:`~services.kit.ServiceSettings`) and either ``serve.py`` serves it itself (the balancer,
-on aiohttp) or ``app.py`` has the ``create_app`` a WSGI server runs. Nothing here lists them.
+with its own listener on uvloop) or ``app.py`` has the ``create_app`` a WSGI server runs. Nothing here lists them.
 """
 
 from __future__ import annotations

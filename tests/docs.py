@@ -135,7 +135,7 @@ def render_configuration() -> str:
         INTRO,
         "## Every service\n",
         f"Every service's settings class extends {_source(ServiceSettings)}. The load-balancer serves "
-        "itself on aiohttp and uvloop, so it ignores the three variables that choose a WSGI server and its "
+        "itself (its own HTTP listener, on uvloop), so it ignores the three variables that choose a WSGI server and its "
         "threads.\n",
         settings_table(shared),
         "## Pools\n",

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-
-from aiohttp import web
-from multidict import CIMultiDict
+from typing import NamedTuple
 
 from ..kit import NoHealthyBackend, retryable
 from ..kit.deadline import DEADLINE_HEADER, Deadline
 from ..kit.pool import IDEMPOTENT_METHODS, Backend
 from ..kit.tier import BalancedTier, no_backend_error
 from .inputs import gateway_address
-from .upstream import Upstream, UpstreamError
+from .upstream import Upstream, UpstreamError, UpstreamResponse
 
-__all__ = ["HOP_BY_HOP", "Proxy"]
+__all__ = ["HOP_BY_HOP", "RESPONSE_SKIP", "Forwarded", "Proxy"]
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +28,8 @@ HOP_BY_HOP = frozenset(
      b"trailer", b"transfer-encoding", b"upgrade", b"host", b"content-length", b"x-forwarded-for",
      DEADLINE_HEADER.lower().encode()}
 )  # fmt: skip
-RESPONSE_SKIP = HOP_BY_HOP | {b"date", b"server"}
+# The gateway's Date stands (a proxy passes it on); its Server says nothing a client needs.
+RESPONSE_SKIP = HOP_BY_HOP | {b"server"}
 # A gateway builds its document once and answers at once after that.
 DOCUMENT_TIMEOUT_SECONDS = 2.0
 
@@ -46,7 +45,7 @@ class Proxy:
         self._loop: asyncio.AbstractEventLoop | None = None
         tier.pool.on_transition(self._on_transition)
 
-    async def open(self, _app: web.Application | None = None) -> None:
+    async def open(self, _app: object = None) -> None:
         """Remember the event loop, for health changes reported from the checker's threads."""
         self._loop = asyncio.get_running_loop()
 
@@ -96,38 +95,41 @@ class Proxy:
                 return answer.body
         return None
 
-    async def close(self, _app: web.Application | None = None) -> None:
+    async def close(self, _app: object = None) -> None:
         """Close every idle upstream connection."""
         for upstream in self._upstreams.values():
             upstream.close()
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        """Forward ``request`` and return the backend's answer, or raise a 502/503/504 ApiError.
+    async def forward(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        client: str,
+        deadline_header: str | None,
+    ) -> Forwarded:
+        """Forward a request to a healthy gateway and return its answer, or raise a 502/503/504 ApiError.
 
-        The request's deadline is the upstream timeout from now, or the client's own
-        X-Request-Deadline when sooner; the gateway gets it less a hop margin, so a slow hop
-        behind it is reported by the gateway (a 504 naming it) before this wait ends.
+        ``headers`` are the client's, less the hop-by-hop ones; ``client`` is its address, for
+        X-Forwarded-For. The request's deadline is the upstream timeout from now, or the client's
+        own X-Request-Deadline (``deadline_header``) when sooner; the gateway gets it less a hop
+        margin, so a slow hop behind it is reported by the gateway (a 504 naming it) before this
+        wait ends.
         """
         pool = self.tier.pool
-        method = request.method
         idempotent = method in IDEMPOTENT_METHODS
-        deadline = Deadline.from_header(
-            request.headers.get(DEADLINE_HEADER), self._timeout, setting="SCALELAB_UPSTREAM_TIMEOUT"
-        )
-        body = await request.read() if request.body_exists else b""
-        headers = [(k, v) for k, v in request.raw_headers if k.lower() not in HOP_BY_HOP]
-        headers.append((b"X-Forwarded-For", (request.remote or "").encode()))
-        headers.extend((k.encode(), v.encode()) for k, v in deadline.headers().items())
-        target = request.raw_path
-        if not target.startswith("/"):  # absolute-form (GET http://host/path): a gateway gets the path only
-            target = request.rel_url.raw_path_qs or "/"
+        deadline = Deadline.from_header(deadline_header, self._timeout, setting="SCALELAB_UPSTREAM_TIMEOUT")
+        sent = list(headers)
+        sent.append((b"X-Forwarded-For", client.encode()))
+        sent.extend((k.encode(), v.encode()) for k, v in deadline.headers().items())
         last_error = ""
         try:
             for backend in pool.attempts():
                 timeout = deadline.timeout(self._timeout, "a gateway")  # a 504 once failover has used it up
                 pool.begin(backend)
                 try:
-                    answer = await self._upstream(backend).request(method, target, headers, body, idempotent, timeout)
+                    answer = await self._upstream(backend).request(method, target, sent, body, idempotent, timeout)
                 except UpstreamError as exc:
                     pool.end(backend, exc.failure.value)
                     pool.report_failure(backend, exc.failure, str(exc))
@@ -138,13 +140,14 @@ class Proxy:
                         continue
                     break
                 pool.end(backend, answer.status)
-                out = CIMultiDict(
-                    (k.decode("latin-1"), v.decode("latin-1"))
-                    for k, v in answer.headers
-                    if k.lower() not in RESPONSE_SKIP
-                )
-                out["X-Served-By"] = backend.name
-                return web.Response(status=answer.status, body=answer.body, headers=out)
+                return Forwarded(answer, backend.name)
         except NoHealthyBackend:
             raise no_backend_error(pool) from None
         raise no_backend_error(pool, last_error)
+
+
+class Forwarded(NamedTuple):
+    """A gateway's answer, and which gateway gave it."""
+
+    answer: UpstreamResponse
+    backend: str

@@ -1,17 +1,30 @@
-"""Serve the balancer with aiohttp's server, on uvloop when it is installed."""
+"""Serve the balancer with its own listener (listener.py), on uvloop when it is installed."""
 
 from __future__ import annotations
 
 import asyncio
-
-from aiohttp import web
+import signal
 
 from ..kit import load_config
 from .app import create_app
 from .config import BalancerConfig
+from .listener import Listener
 
-# Match the services: idle client connections stay open this long.
-KEEPALIVE_SECONDS = 75
+# Requests in flight at SIGTERM get this long to finish.
+SHUTDOWN_SECONDS = 2.0
+
+
+async def _run(config: BalancerConfig) -> None:
+    listener = Listener(create_app())
+    await listener.start(config.host, config.port)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        await stopping.wait()
+    finally:
+        await listener.stop(SHUTDOWN_SECONDS)
 
 
 def serve() -> None:
@@ -24,14 +37,7 @@ def serve() -> None:
     except ImportError:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    web.run_app(
-        create_app(),
-        host=config.host,
-        port=config.port,
-        access_log=None,
-        keepalive_timeout=KEEPALIVE_SECONDS,
-        backlog=1024,
-        print=None,
-        loop=loop,
-        shutdown_timeout=2,
-    )
+    try:
+        loop.run_until_complete(_run(config))
+    finally:
+        loop.close()

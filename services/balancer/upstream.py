@@ -198,27 +198,34 @@ class _Connection(asyncio.Protocol):
         if self.closed or self.transport.is_closing():
             # The gateway hung up between connect (or the last answer) and now: it may be dying.
             raise UpstreamError(Failure.BROKEN, "the gateway closed the connection before the request")
-        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
         self._headers, self._body, self._head_only, self._head_read = [], [], head_only, False
         self._expecting = True
         self.transport.write(request)
+        # A timer on the waiter rather than asyncio.wait_for, which wraps it in another future on every request.
+        timer = loop.call_later(timeout, self._expire, waiter, timeout)
         try:
-            return await asyncio.wait_for(waiter, timeout)
-        except TimeoutError:
-            self.discard()
-            raise UpstreamError(Failure.TIMEOUT, f"no answer within {timeout} s") from None
+            return await waiter
         except BaseException:
-            # Failed or cancelled: an answer still on its way must not become the next request's.
+            # Failed, timed out or cancelled: an answer still on its way must not become the next request's.
             self.discard()
             raise
         finally:
+            timer.cancel()
             self._waiter = None
+
+    @staticmethod
+    def _expire(waiter: asyncio.Future[UpstreamResponse], timeout: float) -> None:
+        if not waiter.done():
+            waiter.set_exception(UpstreamError(Failure.TIMEOUT, f"no answer within {timeout} s"))
 
 
 class Upstream:
     """A pool of keep-alive connections to one gateway."""
 
-    def __init__(self, host: str, port: int, connect_timeout: float, timeout: float) -> None:
+    def __init__(self, host: str, port: int, connect_timeout: float, timeout: float, own_host: bool = True) -> None:
+        """Connect to ``host``:``port``; ``own_host``: name it as Host, else the caller's headers carry one."""
         self.host = host
         self.port = port
         self._connect_timeout = connect_timeout
@@ -226,7 +233,7 @@ class Upstream:
         self._idle: list[_Connection] = []
         self._active: set[_Connection] = set()
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address goes in brackets
-        self._host_header = f"Host: {authority}\r\n".encode()
+        self._host_header = f"Host: {authority}\r\n".encode() if own_host else b""
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()

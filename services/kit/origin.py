@@ -7,7 +7,7 @@ then sends the page's ``Origin``. A service that answers only to its own names, 
 state-changing requests from other sites, defeats both; curl, the lab's scripts and the services
 themselves send their target's name as ``Host`` and no ``Origin``, so they pass.
 
-The decisions are pure functions of header values, so the aiohttp balancer and the Flask services
+The decisions are pure functions of header values, so the balancer and the Flask services
 share them::
 
     allowed = allowed_hosts(settings.instance, settings.allowed_hosts)
@@ -205,7 +205,7 @@ def refusal(method: str, headers: Mapping[str, str], allowed: frozenset[str]) ->
     """Return why a request must be refused with 403, or None when it may go on.
 
     ``headers`` is the request's case-insensitive header mapping (Flask's ``request.headers``,
-    aiohttp's ``request.headers``); Origin and Referer are looked at only for state-changing methods.
+    aiohttp's ``request.headers``, a plain dict of the three); Origin and Referer are looked at only for state-changing methods.
     """
     host = headers.get("Host")
     if not host_allowed(host, allowed):

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from yarl import URL
 
 from services.balancer.app import BALANCER, create_app
+from services.balancer.listener import Listener
 from services.kit.config import ConfigError
 
 from .test_upstream import EXTRAS, STALE, RawServer, Reply, Seen, listening_socket, reply, stop_accepting
@@ -29,14 +30,13 @@ class Served:
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
-        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         self.sock = listening_socket()
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.running = False
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
 
     async def start(self) -> Served:
-        await self.runner.setup()
-        await web.SockSite(self.runner, self.sock).start()
+        await self._open()
         self.running = True
         return self
 
@@ -45,8 +45,29 @@ class Served:
         if self.running:
             self.running = False
             await stop_accepting(self.sock)
-            await self.runner.cleanup()
+            await self._close()
         self.sock.close()
+
+    async def _open(self) -> None:
+        await self.runner.setup()
+        await web.SockSite(self.runner, self.sock).start()
+
+    async def _close(self) -> None:
+        await self.runner.cleanup()
+
+
+class ServedBalancer(Served):
+    """The balancer, served by its own listener (which runs its app) instead of an AppRunner."""
+
+    def __init__(self, app: web.Application) -> None:
+        super().__init__(app)
+        self.listener = Listener(app)
+
+    async def _open(self) -> None:
+        await self.listener.start(sock=self.sock)
+
+    async def _close(self) -> None:
+        await self.listener.stop(grace=1.0)
 
 
 def backend(name: str) -> web.Application:
@@ -92,7 +113,7 @@ class Lab:
     def __init__(self, stack: AsyncExitStack) -> None:
         self.stack = stack
         self.backends: dict[str, Served] = {}
-        self.balancer: Served | None = None
+        self.balancer: ServedBalancer | None = None
         self.client: aiohttp.ClientSession | None = None
 
     async def backend(self, name: str) -> Served:
@@ -110,7 +131,7 @@ class Lab:
         settings.update(overrides)
         app = create_app(settings, registry=CollectorRegistry())
         self.stack.callback(app[BALANCER].tier.checker.stop)  # runs after the balancer's runner is cleaned up
-        self.balancer = Served(app)
+        self.balancer = ServedBalancer(app)
         self.stack.push_async_callback(self.balancer.stop)
         await self.balancer.start()
         # The timeout only turns a hang into a failure; no test gets near it.

@@ -80,7 +80,7 @@ KNOB_VALUES: list[Any] = [1e308, -1e308, 10**400, -(10**400), 2**63, "NaN", None
 
 
 def flask_services() -> list[str]:
-    """Return the services built by a Flask ``create_app`` (the balancer serves itself on aiohttp)."""
+    """Return the services built by a Flask ``create_app`` (the balancer serves itself)."""
     return [name for name in service_packages() if not (SERVICES / name / "serve.py").exists()]
 
 
