@@ -12,12 +12,21 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+import logging
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dash import Dash, Input, Output, State, no_update
 
-__all__ = ["changed", "changed_each", "refreshing"]
+__all__ = ["TICK", "TICK_ID", "Refresh", "changed", "changed_each", "refresh_together", "refreshing", "ticked"]
+
+log = logging.getLogger(__name__)
+
+# The page's interval (its dcc.Interval in dashboard/layout.py): what every refresh runs on.
+TICK_ID = "tick"
+TICK = Input(TICK_ID, "n_intervals")
 
 
 def _component_json(component: Any) -> Any:
@@ -69,3 +78,74 @@ def refreshing(app: Dash, outputs: list[Output], *inputs: Input) -> Callable[[Ca
         return refresh
 
     return register
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """What a panel redraws each interval: its outputs, and the function that returns their values.
+
+    The function gets the values of ``states``. With ``compare``, an output the page already shows
+    is not sent again; without it (charts, new every interval) the page does not send them up.
+    """
+
+    outputs: list[Output]
+    function: Callable[..., Sequence[Any]]
+    states: tuple[State, ...] = ()
+    compare: bool = True
+
+
+# Refreshes registered with ``ticked`` and not yet made into the app's one callback.
+_pending: weakref.WeakKeyDictionary[Dash, list[Refresh]] = weakref.WeakKeyDictionary()
+
+
+def ticked(
+    app: Dash, outputs: list[Output], *states: State, compare: bool = True
+) -> Callable[[Callable[..., Sequence[Any]]], Callable[..., Sequence[Any]]]:
+    """Run the decorated function each interval for ``outputs``, together with the page's other refreshes.
+
+    It gets the values of ``states`` and returns one value per output; with ``compare`` only what
+    changed is sent (as with :func:`refreshing`). :func:`refresh_together` then makes every
+    refresh of ``app`` one callback: each callback answer, even an empty one, makes Dash's
+    renderer notify every component of the page several times, and the page's refreshes, each
+    its own callback, kept Chromium's main thread busy for most of every second under load
+    (docs/benchmarks.md).
+    """
+
+    def register(function: Callable[..., Sequence[Any]]) -> Callable[..., Sequence[Any]]:
+        _pending.setdefault(app, []).append(Refresh(outputs, function, states, compare))
+        return function
+
+    return register
+
+
+def refresh_together(app: Dash) -> None:
+    """Register the refreshes ``ticked`` collected for ``app`` as one callback on the page's interval.
+
+    A refresh that fails leaves its outputs as they are (and its traceback in the log); the
+    others still show what is new.
+    """
+    refreshes = _pending.pop(app, [])
+    if not refreshes:
+        return
+    outputs = [output for refresh in refreshes for output in refresh.outputs]
+    compared = [output for refresh in refreshes if refresh.compare for output in refresh.outputs]
+    shown_now = [State(output.component_id, output.component_property) for output in compared]
+    states = [state for refresh in refreshes for state in refresh.states]
+
+    @app.callback(outputs, TICK, *shown_now, *states)
+    def refresh_all(_n: int | None, *args: Any) -> list[Any]:
+        shown = iter(args[: len(shown_now)])
+        given = iter(args[len(shown_now) :])
+        sent: list[Any] = []
+        for refresh in refreshes:
+            values_of_states = [next(given) for _ in refresh.states]
+            try:
+                new = list(refresh.function(*values_of_states))
+            except Exception:
+                log.exception("refreshing %s failed", [str(output) for output in refresh.outputs])
+                new = [no_update] * len(refresh.outputs)
+            for value, output in zip(new, refresh.outputs, strict=True):
+                if refresh.compare:
+                    value = _changed_any(value, next(shown), isinstance(output.component_id, dict))
+                sent.append(value)
+        return sent

@@ -10,6 +10,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from dashboard import panels
+from dashboard.changes import TICK_ID
 from dashboard.lab import Lab
 
 __all__ = ["page"]
@@ -52,7 +53,7 @@ def page(lab: Lab) -> html.Div:
                 fluid=True,
             ),
             # Every panel refreshes on this tick; the store holds the instance names the tiles were drawn for.
-            dcc.Interval(id="tick", interval=int(lab.config.refresh_seconds * 1000)),
+            dcc.Interval(id=TICK_ID, interval=int(lab.config.refresh_seconds * 1000)),
             dcc.Store(id="instance-names"),
             # Presses write their action's label here: every press callback needs an output.
             html.Div(id="action-sink", hidden=True),

@@ -10,10 +10,10 @@ import time
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, html
+from dash import Dash, Output, html
 
 from dashboard.actionlog import Action
-from dashboard.changes import refreshing
+from dashboard.changes import ticked
 from dashboard.lab import Lab, LabStatus
 from dashboard.panels.text import clock
 
@@ -84,12 +84,11 @@ def action_log(actions: list[Action]) -> Any:
 def register(app: Dash, lab: Lab) -> None:
     """Refresh the banners and the action log from ``lab`` each interval."""
 
-    @refreshing(
+    @ticked(
         app,
         [Output("source-banner", "children"), Output("action-banner", "children"), Output("action-log", "children")],
-        Input("tick", "n_intervals"),
     )
-    def refresh(_n: int | None) -> Any:
+    def refresh() -> Any:
         return (
             source_banner(lab.status),
             action_banner(lab.actions.latest()),

@@ -7,7 +7,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, html, no_update
 
-from dashboard.changes import refreshing
+from dashboard.changes import ticked
 from dashboard.lab import Lab
 from dashboard.panels.fields import number_field
 from scalelab import catalog
@@ -139,8 +139,8 @@ def register(app: Dash, lab: Lab) -> None:
             return lab.refuse("autoscaler", str(exc)).label
         return lab.actions.latest().label if lab.actions.latest() else no_update
 
-    @refreshing(app, [Output("autoscaler-status", "children")], Input("tick", "n_intervals"))
-    def status(_n: Any) -> Any:
+    @ticked(app, [Output("autoscaler-status", "children")])
+    def status() -> Any:
         return [_status()]
 
     def _status() -> Any:

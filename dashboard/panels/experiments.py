@@ -8,7 +8,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, html, no_update
 
-from dashboard.changes import refreshing
+from dashboard.changes import ticked
 from dashboard.lab import Lab
 
 __all__ = ["EXPERIMENT_ROWS", "card", "experiment_results", "register"]
@@ -82,7 +82,7 @@ def experiment_results(runs: list[dict[str, Any]]) -> Any:
 def register(app: Dash, lab: Lab) -> None:
     """Wire the experiments card to ``lab``: progress and reports each interval, Run as an action."""
 
-    @refreshing(
+    @ticked(
         app,
         [
             Output("experiment-progress", "value"),
@@ -92,9 +92,8 @@ def register(app: Dash, lab: Lab) -> None:
             Output("experiment-run", "disabled"),
             Output("experiment-results", "children"),
         ],
-        Input("tick", "n_intervals"),
     )
-    def experiment_status(_n: int | None) -> Any:
+    def experiment_status() -> Any:
         run = lab.experiment
         message = f"{run.name}: {run.message}" if run.name else ""
         return (

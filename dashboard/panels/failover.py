@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, html
+from dash import Dash, Output, html
 
-from dashboard.changes import refreshing
+from dashboard.changes import ticked
 from dashboard.lab import Lab
 from dashboard.panels.text import clock, seconds
 from dashboard.sources import POOLS
@@ -78,6 +78,6 @@ def failover_table(lab: Lab) -> Any:
 def register(app: Dash, lab: Lab) -> None:
     """Refresh the failover table from ``lab`` each interval."""
 
-    @refreshing(app, [Output("failover-table", "children")], Input("tick", "n_intervals"))
-    def table(_n: int | None) -> Any:
+    @ticked(app, [Output("failover-table", "children")])
+    def table() -> Any:
         return [failover_table(lab)]

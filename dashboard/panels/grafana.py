@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, html
+from dash import Dash, Output, html
 
-from dashboard.changes import refreshing
+from dashboard.changes import ticked
 from dashboard.lab import Lab
 from scalelab import paths
 
@@ -78,6 +78,6 @@ def register(app: Dash, lab: Lab) -> None:
     """Show Grafana's panels while ``lab`` finds it reachable (checked each interval)."""
     panels = panel_ids()  # once: the dashboard file does not change while the page runs
 
-    @refreshing(app, [Output("grafana", "children")], Input("tick", "n_intervals"))
-    def grafana(_n: int | None) -> Any:
+    @ticked(app, [Output("grafana", "children")])
+    def grafana() -> Any:
         return [embedded(lab, lab.status.grafana, panels)]

@@ -13,7 +13,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, html, no_update
 
-from dashboard.changes import refreshing
+from dashboard.changes import ticked
 from dashboard.lab import KNOBS, Knob, Lab
 from dashboard.panels.fields import number_field
 from scalelab import catalog
@@ -162,13 +162,12 @@ def register(app: Dash, lab: Lab) -> None:
     if not shared and not pickers:
         return
 
-    @refreshing(
+    @ticked(
         app,
         [Output(f"now-{knob.key}", "children") for knob in shared]
         + [Output(instance_picker_id(service), "options") for service in pickers],
-        Input("tick", "n_intervals"),
     )
-    def current(_n: int | None) -> Any:
+    def current() -> Any:
         status = lab.status
         nows = [f"now: {knob_text(status.knobs[k.key])}" if k.key in status.knobs else "" for k in shared]
         options = [

@@ -14,6 +14,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
+from dashboard.changes import TICK
 from dashboard.lab import Lab
 from scalelab.lessons import Lesson, LessonError, measured_value, render_worksheet
 from scalelab.lessons.worksheet import compare
@@ -187,7 +188,7 @@ def register(app: Dash, lab: Lab) -> None:
         Output("lesson-progress", "children"),
         Output("lesson-results", "children"),
         Output("lesson-why", "children"),
-        Input("tick", "n_intervals"),
+        TICK,
         Input({"type": "lesson-prediction", "lesson": ALL, "id": ALL}, "value"),
         State("lesson-name", "value"),
         State({"type": "lesson-prediction", "lesson": ALL, "id": ALL}, "id"),

@@ -9,8 +9,9 @@ import time
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, dcc, html
+from dash import Dash, Output, State, dcc, html
 
+from dashboard.changes import ticked
 from dashboard.charts import CHARTS, build_figure
 from dashboard.lab import Lab
 
@@ -48,21 +49,19 @@ def timing() -> html.Div:
 
 
 def register(app: Dash, lab: Lab) -> None:
-    """Redraw every chart from ``lab``'s history each interval, in one callback, and time it.
+    """Redraw every chart from ``lab``'s history each interval, with the page's other refreshes, and time it.
 
-    One callback for all seven: each callback answer, even one that changes nothing, makes Dash's
-    renderer notify every component of the page, and under full-blast load that bookkeeping was
-    most of the browser's main thread (docs/benchmarks.md, a press under full-blast load). A
-    press no longer waits for the charts: its answer carries its result (dashboard/panels/presses.py).
+    A new window shows from the next interval on. A press does not wait for the charts: its
+    answer carries its result (dashboard/panels/presses.py).
     """
 
-    @app.callback(
-        *[Output(f"chart-{chart.id}", "figure") for chart in CHARTS],
-        Output("refresh-timing", "children"),
-        Input("tick", "n_intervals"),
-        Input("window", "value"),
+    @ticked(
+        app,
+        [*(Output(f"chart-{chart.id}", "figure") for chart in CHARTS), Output("refresh-timing", "children")],
+        State("window", "value"),
+        compare=False,  # new every interval: the page need not send them back up to be compared
     )
-    def draw(_n: int | None, window: int | None) -> Any:
+    def draw(window: int | None) -> Any:
         began = time.perf_counter()
         samples = lab.history.window(float(window or DEFAULT_WINDOW))
         actions = lab.actions.recent(samples[0].time if samples else None)

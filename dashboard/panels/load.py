@@ -8,7 +8,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, html
 
-from dashboard.changes import refreshing
+from dashboard.changes import ticked
 from dashboard.lab import Lab
 from dashboard.panels.fields import number_field as _number
 from scalelab.load.engine import MIX_OPTIONS, LoadPlan
@@ -155,8 +155,8 @@ def plan_from_form(
 def register(app: Dash, lab: Lab) -> None:
     """Wire the load card to ``lab``: its state each interval, Start and Stop as actions."""
 
-    @refreshing(app, [Output("load-status", "children")], Input("tick", "n_intervals"))
-    def status(_n: int | None) -> Any:
+    @ticked(app, [Output("load-status", "children")])
+    def status() -> Any:
         return [load_status(lab.status.load, lab.status.load_problem)]
 
     @app.callback(

@@ -10,9 +10,9 @@ import time
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
+from dash import ALL, Dash, Input, Output, ctx, html, no_update
 
-from dashboard.changes import refreshing
+from dashboard.changes import TICK, refreshing, ticked
 from dashboard.lab import INSTANCE_ACTIONS, Lab
 from dashboard.sources import (
     CONTAINER_CPU_LIMIT_PREFIX,
@@ -202,10 +202,9 @@ def states_of(tiles: dict[str, Tile], outputs: list[dict[str, Any]]) -> tuple[li
 def register(app: Dash, lab: Lab) -> None:
     """Wire the tiles to ``lab``: redraw them when instances come and go, refresh them, and act on presses."""
 
-    @app.callback(Output("instance-names", "data"), Input("tick", "n_intervals"), State("instance-names", "data"))
-    def instance_names(_n: int | None, known: list[str] | None) -> Any:
-        names = [tile.name for tile in lab.status.tiles]
-        return names if names != known else no_update
+    @ticked(app, [Output("instance-names", "data")])
+    def instance_names() -> Any:
+        return [[tile.name for tile in lab.status.tiles]]
 
     @app.callback(Output("topology", "children"), Input("instance-names", "data"))
     def topology(_names: list[str] | None) -> Any:
@@ -220,7 +219,7 @@ def register(app: Dash, lab: Lab) -> None:
             Output({"type": "tile-detail", "name": ALL}, "children"),
             Output({"type": "instance-action", "action": ALL, "name": ALL}, "disabled"),
         ],
-        Input("tick", "n_intervals"),
+        TICK,
         Input("topology", "children"),
         Input("action-sink", "children"),  # a press's own answer: its result shows at once
     )

@@ -17,7 +17,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, dcc, html, no_update
 
-from dashboard.changes import refreshing
+from dashboard.changes import ticked
 from dashboard.lab import Lab
 from dashboard.panels.topology import ALLOWED, instance_buttons
 from dashboard.sources import CALLS_PREFIX, EDGE_SEPARATOR, POOLS, edge_error_prefix, edge_prefix
@@ -252,12 +252,8 @@ def register(app: Dash, lab: Lab) -> None:
     """Redraw the map each interval and offer a pressed node's buttons (dashboard/panels/presses.py acts on them)."""
 
     # Unchanged (an idle stack), the map is not redrawn: Plotly redraws a whole plot for any new figure.
-    @refreshing(
-        app,
-        [Output("traffic-map", "figure"), Output("map-paths", "children")],
-        Input("tick", "n_intervals"),
-    )
-    def draw(_n: Any) -> Any:
+    @ticked(app, [Output("traffic-map", "figure"), Output("map-paths", "children")])
+    def draw() -> Any:
         return drawn(lab)
 
     @app.callback(Output("map-selected", "children"), Input("traffic-map", "clickData"), prevent_initial_call=True)

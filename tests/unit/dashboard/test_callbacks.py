@@ -72,7 +72,7 @@ def test_every_panel_registers_its_callbacks(lab: Lab):
     }
     for panel in PANELS:
         alone = Dash(__name__, suppress_callback_exceptions=True)
-        panel.register(alone, lab)
+        register(alone, lab, [panel])
         assert alone.callback_map, panel.__name__
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from dash import Dash, Input, Output, html, no_update
+from dash import Dash, Input, Output, State, html, no_update
 
-from dashboard.changes import changed, changed_each, refreshing
+from dashboard.changes import changed, changed_each, refresh_together, refreshing, ticked
 from tests.unit.dashboard.panels.support import Callbacks
 
 
@@ -47,3 +47,42 @@ def test_a_refreshing_callback_answers_only_what_the_page_does_not_show_yet():
     assert callbacks.fire("tick", "title", "2", state=shown) is None
     values["a"] = "three"
     assert callbacks.fire("tick", "title", "3", state=shown) == {"a.children": "three"}
+
+
+def test_every_ticked_refresh_is_one_callback_and_a_failing_one_leaves_only_its_own_outputs(caplog):
+    app = Dash(__name__)
+    app.layout = html.Div([html.Div(id=n) for n in ("tick", "window", "a", "b", "chart", "broken")])
+    values = {"a": "one", "b": "two"}
+
+    @ticked(app, [Output("a", "children")])
+    def first():
+        return [values["a"]]
+
+    @ticked(app, [Output("chart", "children")], State("window", "title"), compare=False)
+    def chart(window):
+        return [f"drawn over {window}"]
+
+    @ticked(app, [Output("broken", "children")])
+    def broken():
+        raise RuntimeError("no sample yet")
+
+    @ticked(app, [Output("b", "children")])
+    def second():
+        return [values["b"]]
+
+    refresh_together(app)
+    (key,) = app.callback_map
+    callback = app.callback_map[key]
+    assert [i["id"] for i in callback["inputs"]] == ["tick"]
+    # What the page shows is sent up for the compared outputs only, not for the chart.
+    assert sorted(s["id"] for s in callback["state"]) == ["a", "b", "broken", "window"]
+    callbacks = Callbacks(app)
+    first_answer = callbacks.fire("tick", "n_intervals", 1, state={"window": "5 min"})
+    assert first_answer == {"a.children": "one", "chart.children": "drawn over 5 min", "b.children": "two"}
+    assert "no sample yet" in caplog.text
+    values["b"] = "three"
+    shown = {"a": "one", "b": "two", "window": "1 min"}
+    assert callbacks.fire("tick", "n_intervals", 2, state=shown) == {
+        "chart.children": "drawn over 1 min",
+        "b.children": "three",
+    }

@@ -8,6 +8,7 @@ from dash import Dash
 from prometheus_client import CollectorRegistry
 
 from dashboard.actionlog import ActionLog
+from dashboard.callbacks import register as register_panels
 from dashboard.lab import Lab, LabStatus
 from dashboard.panels import actions
 
@@ -52,7 +53,7 @@ def test_the_log_lists_the_newest_first():
 def test_each_interval_the_banners_and_the_log_are_refreshed(app: Dash, lab: Lab):
     lab.status = LabStatus(time=time.time(), source="services", source_problem="no answer.")
     lab.actions.begin("pause", "microservice-1")
-    actions.register(app, lab)
+    register_panels(app, lab, [actions])
     shown = Callbacks(app).fire("tick", "n_intervals", 1)
     assert set(shown) == {"source-banner.children", "action-banner.children", "action-log.children"}
     assert shown["source-banner.children"]["props"]["id"] == "prometheus-down"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dash import Dash
 
+from dashboard.callbacks import register as register_panels
 from dashboard.lab import Lab
 from dashboard.panels import autoscaler
 from tests.unit.standins import closed_port
@@ -57,7 +58,7 @@ def test_the_status_line_says_what_it_watches_and_its_latest_decision():
 
 def test_the_switch_turns_the_loop_on_with_the_forms_policy_and_off(app: Dash, lab: Lab):
     lab.config.prometheus_url = f"http://127.0.0.1:{closed_port()}"
-    autoscaler.register(app, lab)
+    register_panels(app, lab, [autoscaler])
     callbacks = Callbacks(app)
     try:
         pressed = callbacks.fire("autoscaler-on", "value", True, state=FORM)
@@ -76,7 +77,7 @@ def test_the_switch_turns_the_loop_on_with_the_forms_policy_and_off(app: Dash, l
 
 
 def test_a_policy_that_cannot_work_leaves_it_off_and_says_why(app: Dash, lab: Lab):
-    autoscaler.register(app, lab)
+    register_panels(app, lab, [autoscaler])
     callbacks = Callbacks(app)
     callbacks.fire("autoscaler-on", "value", True, state={**FORM, "autoscaler-max": 99})
     shown = callbacks.fire("tick", "n_intervals", 1, output="autoscaler-status")

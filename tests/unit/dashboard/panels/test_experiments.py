@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dash import Dash
 
+from dashboard.callbacks import register as register_panels
 from dashboard.lab import ExperimentRun, Lab
 from dashboard.panels import experiments
 from scalelab.experiments import builtin_names
@@ -45,7 +46,7 @@ def test_reports_are_rows_with_their_verdict_and_a_link():
 
 def test_each_interval_the_progress_of_the_running_experiment_shows(app: Dash, lab: Lab):
     lab.experiment = ExperimentRun("caching", running=True, fraction=0.25, message="warming the cache")
-    experiments.register(app, lab)
+    register_panels(app, lab, [experiments])
     shown = Callbacks(app).fire("tick", "n_intervals", 1)
     assert shown["experiment-progress.value"] == 25 and shown["experiment-progress.label"] == "25%"
     assert shown["experiment-message.children"] == "caching: warming the cache"
@@ -53,7 +54,7 @@ def test_each_interval_the_progress_of_the_running_experiment_shows(app: Dash, l
 
 
 def test_running_an_unknown_experiment_is_a_failed_action(app: Dash, lab: Lab):
-    experiments.register(app, lab)
+    register_panels(app, lab, [experiments])
     callbacks = Callbacks(app)
     assert callbacks.fire("experiment-run", "n_clicks", 1, state={"experiment-name": None}) is None
     callbacks.fire("experiment-run", "n_clicks", 2, state={"experiment-name": "../etc/passwd"})

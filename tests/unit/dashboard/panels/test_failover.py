@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from dash import Dash
 
+from dashboard.callbacks import register as register_panels
 from dashboard.lab import Lab, LabStatus
 from dashboard.panels import failover
 from scalelab import catalog
@@ -62,6 +63,6 @@ def test_a_record_is_a_row_with_its_figures_in_classed_cells():
 
 
 def test_each_interval_the_table_is_refreshed(app: Dash, lab: Lab):
-    failover.register(app, lab)
+    register_panels(app, lab, [failover])
     shown = Callbacks(app).fire("tick", "n_intervals", 1)
     assert "(no pool status yet)" in text(shown["failover-table.children"])

@@ -9,6 +9,7 @@ import pytest
 from dash import Dash
 from prometheus_client import CollectorRegistry
 
+from dashboard.callbacks import register as register_panels
 from dashboard.config import DashboardConfig
 from dashboard.lab import Lab
 from dashboard.panels import grafana
@@ -65,6 +66,6 @@ def test_without_grafana_the_page_says_where_it_looked(tmp_path: Path) -> None:
 @pytest.mark.parametrize("reachable", [True, False])
 def test_each_interval_the_panel_follows_whether_grafana_answers(app: Dash, lab: Lab, reachable: bool):
     lab.status.grafana = reachable
-    grafana.register(app, lab)
+    register_panels(app, lab, [grafana])
     shown = text(Callbacks(app).fire("tick", "n_intervals", 1))
     assert ("Iframe" in shown) is reachable

@@ -7,6 +7,7 @@ from dash import Dash
 from prometheus_client import CollectorRegistry
 
 from dashboard.actionlog import ActionLog
+from dashboard.callbacks import register as register_panels
 from dashboard.lab import KNOBS, Lab
 from dashboard.panels import knobs
 from scalelab import catalog
@@ -30,7 +31,7 @@ def recording() -> RecordingLab:
 @pytest.fixture
 def callbacks(app: Dash, recording: RecordingLab) -> Callbacks:
     """The knobs panel's callbacks on the recording Lab."""
-    knobs.register(app, recording)  # type: ignore[arg-type]
+    register_panels(app, recording, [knobs])  # type: ignore[arg-type]
     return Callbacks(app)
 
 

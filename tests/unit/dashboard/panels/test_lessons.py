@@ -6,6 +6,7 @@ from pathlib import Path
 
 from dash import Dash
 
+from dashboard.callbacks import register as register_panels
 from dashboard.lab import Lab
 from dashboard.panels import lessons
 from scalelab.lessons import StepResult, builtin_lessons
@@ -21,7 +22,7 @@ def test_the_card_lists_every_lesson(lab: Lab):
 
 
 def test_picking_a_lesson_shows_its_questions_steps_and_export(app: Dash, lab: Lab):
-    lessons.register(app, lab)
+    register_panels(app, lab, [lessons])
     shown = Callbacks(app).fire("lesson-name", "value", "failover")
     view = text(shown["lesson-view.children"])
     assert "Failover, kill versus pause" in view and "How many seconds after a kill" in view
@@ -37,7 +38,7 @@ def test_a_step_from_the_browser_runs_only_a_listed_lesson(lab: Lab):
 
 
 def test_measured_values_and_the_why_show_once_the_steps_ran(app: Dash, lab: Lab, tmp_path: Path):
-    lessons.register(app, lab)
+    register_panels(app, lab, [lessons])
     summary = {
         "variants": [{"name": "default", "metrics": {"miss_mean_ms": 61.0, "hit_mean_ms": 4.0, "cache_speedup": 15.25}}]
     }
@@ -55,7 +56,7 @@ def test_measured_values_and_the_why_show_once_the_steps_ran(app: Dash, lab: Lab
 
 
 def test_export_sends_the_worksheet_with_the_students_name(app: Dash, lab: Lab):
-    lessons.register(app, lab)
+    register_panels(app, lab, [lessons])
     shown = Callbacks(app).fire(
         "lesson-export", "n_clicks", 1, state={"lesson-name": "failover", "lesson-student": "Ada <b>L</b>"}
     )

@@ -6,6 +6,7 @@ import time
 
 from dash import Dash
 
+from dashboard.callbacks import register as register_panels
 from dashboard.charts import CHARTS
 from dashboard.history import Sample
 from dashboard.lab import Lab
@@ -23,7 +24,7 @@ def test_each_interval_every_chart_is_drawn_and_the_time_it_took_is_kept(app: Da
     now = time.time()
     for second in range(5):
         lab.history.add(Sample(now - 5 + second, {"rps": 10.0, "split.gateways.gateway-1": 4.0}))
-    live.register(app, lab)
+    register_panels(app, lab, [live])
     callbacks = Callbacks(app)
     # One callback for all: each answer costs the browser a pass over every component of the page.
     (key,) = callbacks.keys("tick", "n_intervals")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from dash import Dash
 
+from dashboard.callbacks import register as register_panels
 from dashboard.lab import Lab
 from dashboard.panels import load
 from scalelab.load.engine import MIX_OPTIONS, LoadPlan
@@ -45,7 +46,7 @@ def test_the_status_line_sums_up_the_load_engine():
 
 def test_each_interval_the_status_says_why_the_load_engine_cannot_be_read(app: Dash, lab: Lab):
     lab.status.load_problem = "the load engine at http://127.0.0.1:1 did not answer"
-    load.register(app, lab)
+    register_panels(app, lab, [load])
     shown = Callbacks(app).fire("tick", "n_intervals", 1)
     assert "did not answer" in text(shown["load-status.children"])
 
@@ -68,7 +69,7 @@ def test_a_model_or_shape_the_form_does_not_offer_is_refused(choices, message):
 
 
 def test_start_sends_the_forms_model_and_shape_or_says_why_it_cannot(app: Dash, lab: Lab):
-    load.register(app, lab)
+    register_panels(app, lab, [load])
     state = {
         "load-users": 4,
         "load-rate": 10,

@@ -6,6 +6,7 @@ import json
 
 from dash import Dash
 
+from dashboard.callbacks import register as register_panels
 from dashboard.lab import Lab
 from dashboard.panels import presses
 from scalelab import catalog
@@ -28,7 +29,7 @@ def test_a_press_answers_with_the_tiles_states_after_its_action(app: Dash, lab: 
         return lab.actions.finish(lab.actions.begin(kind, name), True, f"{name} killed")
 
     monkeypatch.setattr(lab, "instance_action", kill)
-    presses.register(app, lab)
+    register_panels(app, lab, [presses])
     (key,) = [key for key in app.callback_map if "instance-action" in str(app.callback_map[key]["inputs"])]
     names = ["gateway-1", "gateway-2"]
     press = {"id": {"type": "instance-action", "action": "kill", "name": "gateway-2"}, "property": "n_clicks"}

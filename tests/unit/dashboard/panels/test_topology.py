@@ -6,6 +6,7 @@ import json
 
 from dash import Dash
 
+from dashboard.callbacks import register as register_panels
 from dashboard.lab import INSTANCE_ACTIONS, Lab
 from dashboard.panels import topology
 from scalelab import catalog
@@ -63,21 +64,21 @@ def test_the_card_has_add_and_remove_for_each_service_that_scales():
 
 
 def test_without_a_stack_the_topology_says_how_to_start_one(app: Dash, lab: Lab):
-    topology.register(app, lab)
+    register_panels(app, lab, [topology])
     shown = Callbacks(app).fire("instance-names", "data", [])
     assert "No stack is running" in text(shown["topology.children"])
 
 
 def test_tiles_are_drawn_row_by_row_in_the_order_a_request_travels(app: Dash, lab: Lab):
     lab.status.tiles = [tile("database"), tile("gateway-1"), tile("load-balancer")]
-    topology.register(app, lab)
+    register_panels(app, lab, [topology])
     shown = text(Callbacks(app).fire("instance-names", "data", ["database", "gateway-1", "load-balancer"]))
     assert shown.index('"load-balancer"') < shown.index('"gateway-1"') < shown.index('"database"')
 
 
 def test_the_instance_names_store_changes_only_when_the_instances_do(app: Dash, lab: Lab):
     lab.status.tiles = [tile("gateway-1")]
-    topology.register(app, lab)
+    register_panels(app, lab, [topology])
     callbacks = Callbacks(app)
     fire = {"input_id": "tick", "prop": "n_intervals", "value": 3, "output": "instance-names"}
     assert callbacks.fire(**fire, state={"instance-names": None}) == {"instance-names.data": ["gateway-1"]}
@@ -86,7 +87,7 @@ def test_the_instance_names_store_changes_only_when_the_instances_do(app: Dash, 
 
 def test_each_interval_tiles_show_their_state_figures_and_the_buttons_that_make_sense(app: Dash, lab: Lab):
     lab.status.tiles = [tile("gateway-1", in_flight=1), tile("gateway-2", "down", "stopped")]
-    topology.register(app, lab)
+    register_panels(app, lab, [topology])
     (key,) = [key for key in app.callback_map if "tile-detail" in key]
     names = ["gateway-1", "gateway-2", "gateway-3"]  # gateway-3's tile is still drawn, its instance gone
     presses = [("gateway-1", "kill"), ("gateway-1", "start"), ("gateway-2", "start"), ("gateway-2", "pause")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dash import Dash
 
+from dashboard.callbacks import register as register_panels
 from dashboard.lab import Lab
 from dashboard.panels import trafficmap
 from scalelab.stack import Tile
@@ -97,7 +98,7 @@ def test_an_empty_stack_is_an_empty_map():
 
 def test_each_interval_the_map_and_its_words_are_redrawn(app: Dash, lab: Lab):
     lab.status.tiles = TILES
-    trafficmap.register(app, lab)
+    register_panels(app, lab, [trafficmap])
     shown = Callbacks(app).fire("tick", "n_intervals", 1, output="traffic-map")
     words = text(shown["map-paths.children"])
     assert "gateway-2: down" in words
@@ -106,7 +107,7 @@ def test_each_interval_the_map_and_its_words_are_redrawn(app: Dash, lab: Lab):
 
 def test_pressing_a_node_offers_its_buttons_and_they_act(app: Dash, lab: Lab):
     lab.status.tiles = TILES
-    trafficmap.register(app, lab)
+    register_panels(app, lab, [trafficmap])
     callbacks = Callbacks(app)
     click = {"points": [{"customdata": ["gateway-2", "down"]}]}
     shown = callbacks.fire("traffic-map", "clickData", click)
