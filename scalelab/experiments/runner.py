@@ -42,7 +42,6 @@ from scalelab.experiments.measure import (
 )
 from scalelab.experiments.outcome import Result, VariantOutcome
 from scalelab.experiments.records import read_csv, request_metrics
-from scalelab.experiments.report import write_report
 from scalelab.experiments.spec import Action, Experiment, Variant, builtin_names
 from scalelab.experiments.spec import load as load_experiment
 from scalelab.experiments.timeline import Executed, Executor, Undo, run_timeline, wait_settled
@@ -206,6 +205,10 @@ def run_experiment(
         checks.append(CheckResult("run completed", "cancelled", None, None, False, "the run was cancelled"))
     # Made only now, so that a run that could not happen leaves no empty directory behind.
     directory = _results_directory(Path(results_dir), experiment.name, started)
+    # Imported here: matplotlib adds about 35 MB to the resident memory of every process that
+    # imports the runner (the control page does), and only a finished run draws plots.
+    from scalelab.experiments.report import write_report
+
     summary = write_report(directory, experiment, outcomes, checks, target.base_url, started, time.time(), notes)
     if on_progress is not None:
         progress.callback = None

@@ -16,8 +16,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 __all__ = ["MIN_POINTS", "UslFit", "fit"]
 
 # Two unknowns and the one-instance point that sets lambda: three distinct instance counts at least.
@@ -80,6 +78,10 @@ def fit(points: Sequence[tuple[int, float]]) -> UslFit:
             f"fitting the scaling law needs throughput at {MIN_POINTS} or more instance counts, one of them 1; "
             f"got {sorted(by_n)}"
         )
+    # Imported here: the control page imports this module through the experiments' runner, and
+    # numpy would add about 15 MB to its resident memory for a fit it seldom makes.
+    import numpy as np
+
     measured = tuple(sorted((n, sum(xs) / len(xs)) for n, xs in by_n.items()))
     lam = measured[0][1]
     others = [(n, x) for n, x in measured if n > 1]
