@@ -36,6 +36,8 @@ from .proxy import Proxy
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_REQUEST_LINE = 32_768
+# The most header bytes a request may have (the listener refuses more with a 431).
+MAX_HEADER_BYTES = 32_768
 # What a client learns of a crash: the traceback goes to the balancer's log.
 CRASH_MESSAGE = "internal error; see the load balancer's log"
 
@@ -223,7 +225,10 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     balancer = Balancer(config, registry or CollectorRegistry())
     # A request line long enough for the longest key the gateways take (1024 characters, up to 12 bytes each
     # once percent-encoded): aiohttp's own limit (8190 bytes) would refuse it with a plain-text 400.
-    app = web.Application(client_max_size=config.max_body_bytes, handler_args={"max_line_size": MAX_REQUEST_LINE})
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        handler_args={"max_line_size": MAX_REQUEST_LINE, "max_field_size": MAX_HEADER_BYTES},
+    )
     app[BALANCER] = balancer
     for method, path, name, admin in OWN_ROUTES:
         app.router.add_route(method, path, balancer.observed(path, getattr(balancer, name), admin))

@@ -31,7 +31,7 @@ from aiohttp import web
 from ..kit import ApiError, error_body
 from ..kit.httpclient import NO_BODY_STATUSES
 from ..kit.origin import host_allowed, host_refusal, refusal
-from .app import BALANCER, CRASH_MESSAGE, MAX_REQUEST_LINE, OWN_ROUTES, Balancer
+from .app import BALANCER, CRASH_MESSAGE, MAX_HEADER_BYTES, MAX_REQUEST_LINE, OWN_ROUTES, Balancer
 from .proxy import HOP_BY_HOP, RESPONSE_SKIP
 from .upstream import Upstream, UpstreamError
 
@@ -43,10 +43,9 @@ log = logging.getLogger(__name__)
 KEEPALIVE_SECONDS = 75.0
 # How often idle connections are looked for: one timer for the listener, not one per connection.
 SWEEP_SECONDS = 5.0
-# The longest request target, and the most header bytes a request may have; beyond them it is
-# refused and the connection closed.
+# The longest request target, and the most header bytes a request may have (app.py, where its app's
+# parser gets the same limits); beyond them it is refused and the connection closed.
 MAX_TARGET_BYTES = MAX_REQUEST_LINE
-MAX_HEADER_BYTES = 32_768
 # Pipelined requests read ahead of the one being served; reading pauses beyond this.
 MAX_QUEUED = 8
 JSON_TYPE = b"application/json; charset=utf-8"
@@ -91,21 +90,22 @@ class OwnRoutes:
 
     def __init__(self, routes: Iterable[tuple[str, str, str, bool]]) -> None:
         self._exact: set[tuple[str, str]] = set()
-        self._patterns: list[tuple[str, re.Pattern[str]]] = []
+        self._patterns: list[tuple[str, re.Pattern[str], str]] = []
         for method, path, _handler, _admin in routes:
             if "{" in path:
-                self._patterns.append((method, re.compile(re.sub(r"\{\w+\}", "[^{}/]+", path))))
+                self._patterns.append((method, re.compile(re.sub(r"\{\w+\}", "[^{}/]+", path)), path))
             else:
                 self._exact.add((method, path))
 
-    def match(self, method: str, target: str) -> bool:
-        """Return whether ``method`` on ``target`` (a path with its query) is one of the balancer's own routes."""
+    def match(self, method: str, target: str) -> str | None:
+        """Return the route (``/lb/backends/{name}``) that ``method`` on ``target`` (a path and its query) is, or None
+        when it is not one of the balancer's own."""
         path = target.partition("?")[0]
         if "%" in path:
             path = unquote(path)
         if (method, path) in self._exact:
-            return True
-        return any(method == m and pattern.fullmatch(path) for m, pattern in self._patterns)
+            return path
+        return next((route for m, pattern, route in self._patterns if m == method and pattern.fullmatch(path)), None)
 
 
 class Listener:
@@ -170,9 +170,15 @@ class Listener:
     async def answer(self, request: _Request, client: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """Return the status, headers and body that answer ``request`` from ``client``."""
         method = request.method
-        if self.own.match(method, request.target):
-            return await self._own(request)
         started = time.perf_counter()
+        route = self.own.match(method, request.target)
+        if route is not None:
+            refused = self.refusal(request)
+            if refused is None:
+                return await self._own(request)  # the app counts and times it
+            status, headers, body = _error(403, error_body(403, refused))
+            self.balancer.metrics.observe(route, method, status, time.perf_counter() - started)
+            return status, headers, body
         try:
             status, headers, body = await self._proxied(request, client)
         except ApiError as exc:
@@ -183,9 +189,13 @@ class Listener:
         self.balancer.metrics.observe("proxy", method, status, time.perf_counter() - started)
         return status, headers, body
 
-    async def _proxied(self, request: _Request, client: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    def refusal(self, request: _Request) -> str | None:
+        """Return why ``request`` must be refused with 403 (its Host, or its Origin for a change), or None."""
         seen = {"Host": request.host, "Origin": request.origin, "Referer": request.referer}
-        refused = refusal(request.method, seen, self.balancer.allowed_hosts)
+        return refusal(request.method, seen, self.balancer.allowed_hosts)
+
+    async def _proxied(self, request: _Request, client: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        refused = self.refusal(request)
         if refused is not None:
             raise ApiError(403, refused)
         forwarded = await self.balancer.proxy.forward(
@@ -208,7 +218,14 @@ class Listener:
         except UpstreamError as exc:
             log.error("the balancer's own routes did not answer: %s", exc)
             return _error(500, error_body(500, CRASH_MESSAGE))
-        return answer.status, [(k, v) for k, v in answer.headers if k.lower() not in RESPONSE_SKIP], answer.body
+        headers = [(k, v) for k, v in answer.headers if k.lower() not in RESPONSE_SKIP]
+        if answer.status >= 400 and not any(
+            k.lower() == b"content-type" and v.startswith(b"application/json") for k, v in headers
+        ):
+            # aiohttp's own refusals (a request it cannot parse) are plain text: every error of the lab is JSON.
+            message = answer.body.decode("utf-8", "replace").strip()[:200] or f"status {answer.status}"
+            return _error(answer.status, error_body(answer.status, message))
+        return answer.status, headers, answer.body
 
     def check_target_host(self, authority: str) -> None:
         """Raise a 403 ApiError when an absolute-form target names a host the balancer does not answer to."""

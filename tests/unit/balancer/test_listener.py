@@ -185,11 +185,21 @@ def test_own_routes_go_to_the_app_and_everything_else_to_a_gateway():
 
 def test_own_routes_match_as_the_apps_router_does():
     own = OwnRoutes([("GET", "/health", "health", False), ("DELETE", "/lb/backends/{name}", "remove", True)])
-    assert own.match("GET", "/health")
-    assert own.match("GET", "/health?verbose=1")
-    assert not own.match("HEAD", "/health")
-    assert not own.match("GET", "/health/")
-    assert own.match("DELETE", "/lb/backends/gateway-2")
-    assert own.match("DELETE", "/lb/backends/gateway%2D2")
-    assert not own.match("DELETE", "/lb/backends/a/b")
-    assert not own.match("DELETE", "/lb/backends/")
+    assert own.match("GET", "/health") == own.match("GET", "/health?verbose=1") == "/health"
+    assert own.match("HEAD", "/health") is None
+    assert own.match("GET", "/health/") is None
+    assert own.match("DELETE", "/lb/backends/gateway-2") == "/lb/backends/{name}"
+    assert own.match("DELETE", "/lb/backends/gateway%2D2") == "/lb/backends/{name}"
+    assert own.match("DELETE", "/lb/backends/a/b") is None
+    assert own.match("DELETE", "/lb/backends/") is None
+
+
+def test_the_balancers_own_routes_refuse_a_missing_host_and_take_long_headers_with_json_answers():
+    async def scenario(lab: Lab):
+        await two_backends(lab)
+        (no_host,) = await exchange(lab, b"GET /health HTTP/1.1\r\n\r\n")
+        assert status(no_host) == 403 and "SCALELAB_ALLOWED_HOSTS" in body(no_host)["error"]
+        long = b"GET /lb/status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: " + b"x" * 20_000 + b"\r\n\r\n"
+        (answer,) = await exchange(lab, long)
+        assert status(answer) == 200 and "backends" in body(answer)
+        assert lab.backends["b1"].app[SEEN] == lab.backends["b2"].app[SEEN] == []
