@@ -108,7 +108,8 @@ def ticked(
     refresh of ``app`` one callback: each callback answer, even an empty one, makes Dash's
     renderer notify every component of the page several times, and the page's refreshes, each
     its own callback, kept Chromium's main thread busy for most of every second under load
-    (docs/benchmarks.md).
+    (docs/benchmarks.md). So every output must be on the page from the start: one missing (a
+    view drawn later, such as a lesson's) would stop the refresh of every card.
     """
 
     def register(function: Callable[..., Sequence[Any]]) -> Callable[..., Sequence[Any]]:

@@ -117,3 +117,11 @@ def test_each_output_is_written_by_one_callback_except_the_press_sink_and_a_pres
     assert len(others) == len(set(others))
     for part in answered:  # each by its own refresh and by the two kinds of press
         assert written.count(part) == 3, part
+
+
+def test_every_card_refreshed_each_interval_is_on_the_page_from_the_start(app: Dash, lab: Lab):
+    # They refresh as one callback: an output drawn only later (a lesson's view) would stop them all.
+    (key,) = [key for key, callback in app.callback_map.items() if "refresh-timing" in key]
+    refreshed = {part.split("@")[0].rsplit(".", 1)[0] for part in key[2:-2].split("...")}
+    assert {"chart-throughput", "traffic-map", "load-status", "instance-names"} <= refreshed
+    assert refreshed - {i for i in ids(page(lab)) if isinstance(i, str)} == set()
