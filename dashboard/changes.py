@@ -58,8 +58,12 @@ def _changed_any(new: Any, shown: Any, pattern: bool) -> Any:
     return changed_each(new, shown) if pattern else changed(new, shown)
 
 
-def refreshing(app: Dash, outputs: list[Output], *inputs: Input) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def refreshing(
+    app: Dash, outputs: list[Output], *inputs: Input | State
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register the decorated function like ``app.callback(outputs, *inputs)``, sending only what changed.
+
+    ``inputs`` may mix Inputs and States, as for ``app.callback``; the function gets their values in that order.
 
     The callback also reads what each output shows now, and returns ``no_update`` for each one that
     would show the same. The function returns one value per output, as for any multi-output callback.

@@ -14,7 +14,7 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
-from dashboard.changes import TICK
+from dashboard.changes import TICK, refreshing
 from dashboard.lab import Lab
 from scalelab.lessons import Lesson, LessonError, measured_value, render_worksheet
 from scalelab.lessons.worksheet import compare
@@ -184,10 +184,11 @@ def register(app: Dash, lab: Lab) -> None:
             return no_update
         return lab.run_lesson_step(trigger.get("lesson"), trigger.get("step")).label
 
-    @app.callback(
-        Output("lesson-progress", "children"),
-        Output("lesson-results", "children"),
-        Output("lesson-why", "children"),
+    # Its own callback, as its view is drawn only once a lesson is picked (dashboard/changes.py, ticked);
+    # what the page already shows is not sent again.
+    @refreshing(
+        app,
+        [Output("lesson-progress", "children"), Output("lesson-results", "children"), Output("lesson-why", "children")],
         TICK,
         Input({"type": "lesson-prediction", "lesson": ALL, "id": ALL}, "value"),
         State("lesson-name", "value"),

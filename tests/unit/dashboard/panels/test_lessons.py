@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from dash import Dash
@@ -51,6 +52,10 @@ def test_measured_values_and_the_why_show_once_the_steps_ran(app: Dash, lab: Lab
     table = text(shown["lesson-results.children"])
     assert "61 ms" in table and "4 ms" in table and "15.2" in table
     assert "Because" not in table and "4. Why" in text(shown["lesson-why.children"])
+    # The next interval sends nothing the page already shows.
+    page_now = {"lesson-name": "cache-aside", **{key.split(".")[0]: value for key, value in shown.items()}}
+    held = json.loads(json.dumps(page_now, default=lambda component: component.to_plotly_json()))
+    assert callbacks.fire("tick", "n_intervals", 2, state=held) is None
     answers = lessons.predictions_of(lab.lesson("cache-aside"), [60, "x", None], ident)
     assert answers == {"miss_ms": 60.0}
 
