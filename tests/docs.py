@@ -135,8 +135,8 @@ def render_configuration() -> str:
         INTRO,
         "## Every service\n",
         f"Every service's settings class extends {_source(ServiceSettings)}. The load-balancer serves "
-        "itself (its own HTTP listener, on uvloop), so it ignores the three variables that choose a WSGI server and its "
-        "threads.\n",
+        "itself (its own HTTP listener, on uvloop), so it ignores the three variables that choose a WSGI "
+        "server and its threads.\n",
         settings_table(shared),
         "## Pools\n",
         f"Read by the services that hold a balancing pool, {pool_readers} ({_source(PoolSettings)}).\n",

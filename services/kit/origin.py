@@ -205,7 +205,8 @@ def refusal(method: str, headers: Mapping[str, str], allowed: frozenset[str]) ->
     """Return why a request must be refused with 403, or None when it may go on.
 
     ``headers`` is the request's case-insensitive header mapping (Flask's ``request.headers``,
-    aiohttp's ``request.headers``, a plain dict of the three); Origin and Referer are looked at only for state-changing methods.
+    aiohttp's ``request.headers``), or a plain dict of the three; Origin and Referer are looked
+    at only for state-changing methods.
     """
     host = headers.get("Host")
     if not host_allowed(host, allowed):
