@@ -52,10 +52,11 @@ def changed_each(new: list[Any], shown: list[Any] | None) -> list[Any]:
     return [changed(value, now) for value, now in zip(new, shown, strict=True)]
 
 
-def _changed_any(new: Any, shown: Any, pattern: bool) -> Any:
+def _unless_shown(new: Any, shown: Any, output: Output) -> Any:
+    """Return ``new`` for ``output``, or ``no_update`` where the page already shows it."""
     if new is no_update:
         return new
-    return changed_each(new, shown) if pattern else changed(new, shown)
+    return changed_each(new, shown) if isinstance(output.component_id, dict) else changed(new, shown)
 
 
 def refreshing(
@@ -69,7 +70,6 @@ def refreshing(
     would show the same. The function returns one value per output, as for any multi-output callback.
     """
     shown_now = [State(output.component_id, output.component_property) for output in outputs]
-    patterns = [isinstance(output.component_id, dict) for output in outputs]
 
     def register(function: Callable[..., Any]) -> Callable[..., Any]:
         @app.callback(outputs, *inputs, *shown_now)
@@ -77,7 +77,7 @@ def refreshing(
         def refresh(*args: Any) -> Any:
             values, shown = args[: len(inputs)], args[len(inputs) :]
             new = function(*values)
-            return [_changed_any(v, s, p) for v, s, p in zip(new, shown, patterns, strict=True)]
+            return [_unless_shown(v, s, o) for v, s, o in zip(new, shown, outputs, strict=True)]
 
         return refresh
 
@@ -151,6 +151,6 @@ def refresh_together(app: Dash) -> None:
                 new = [no_update] * len(refresh.outputs)
             for value, output in zip(new, refresh.outputs, strict=True):
                 if refresh.compare:
-                    value = _changed_any(value, next(shown), isinstance(output.component_id, dict))
+                    value = _unless_shown(value, next(shown), output)
                 sent.append(value)
         return sent

@@ -30,17 +30,16 @@ from aiohttp import web
 
 from ..kit import ApiError, error_body
 from ..kit.httpclient import NO_BODY_STATUSES
-from ..kit.origin import host_allowed, host_refusal, refusal
+from ..kit.origin import refusal
+from ..kit.server import KEEPALIVE_SECONDS  # idle client connections stay open as long as the services'
 from .app import BALANCER, CRASH_MESSAGE, MAX_HEADER_BYTES, MAX_REQUEST_LINE, OWN_ROUTES, Balancer
 from .proxy import HOP_BY_HOP, RESPONSE_SKIP
 from .upstream import Upstream, UpstreamError
 
-__all__ = ["KEEPALIVE_SECONDS", "Listener"]
+__all__ = ["Listener", "OwnRoutes"]
 
 log = logging.getLogger(__name__)
 
-# Idle client connections stay open this long, as the services keep theirs.
-KEEPALIVE_SECONDS = 75.0
 # How often idle connections are looked for: one timer for the listener, not one per connection.
 SWEEP_SECONDS = 5.0
 # The longest request target, and the most header bytes a request may have (app.py, where its app's
@@ -76,15 +75,6 @@ class _Request:
         self.legacy = False  # HTTP/1.0, which keeps a connection open only when asked
 
 
-class _Refused(Exception):
-    """A request that cannot be read further: answer ``status`` and close the connection."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 class OwnRoutes:
     """Which requests are the balancer's own (app.OWN_ROUTES), matched as aiohttp's router would."""
 
@@ -112,7 +102,6 @@ class Listener:
     """Serve the balancer: its proxy path here, its own routes through its aiohttp app."""
 
     def __init__(self, app: web.Application) -> None:
-        self.app = app
         self.balancer: Balancer = app[BALANCER]
         self.own = OwnRoutes(OWN_ROUTES)
         self.max_body = self.balancer.config.max_body_bytes
@@ -173,6 +162,8 @@ class Listener:
         started = time.perf_counter()
         route = self.own.match(method, request.target)
         if route is not None:
+            # Checked here too, though the app checks again (its port can be reached directly): aiohttp
+            # would refuse a missing Host in plain text before the app's check.
             refused = self.refusal(request)
             if refused is None:
                 return await self._own(request)  # the app counts and times it
@@ -227,11 +218,6 @@ class Listener:
             return _error(answer.status, error_body(answer.status, message))
         return answer.status, headers, answer.body
 
-    def check_target_host(self, authority: str) -> None:
-        """Raise a 403 ApiError when an absolute-form target names a host the balancer does not answer to."""
-        if not host_allowed(authority, self.balancer.allowed_hosts):
-            raise ApiError(403, host_refusal(authority, self.balancer.allowed_hosts))
-
 
 def _error(
     status: int, body: dict, headers: dict[str, str] | None = None
@@ -249,16 +235,9 @@ class _ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.client = ""
         self.busy = False
-        self.idle_since = time.monotonic()
         self._parser = httptools.HttpRequestParser(self)
-        self._request = _Request()
-        self._url: list[bytes] = []
-        self._body: list[bytes] = []
-        self._size = 0
-        self._header_bytes = 0
         self._queue: deque[_Request | ApiError] = deque()
-        self._declared: int | None = None
-        self._continue = False
+        self.on_message_begin()  # the state of the request being read
         self._writable: asyncio.Future[None] | None = None
         self._closed = False
         self._reading = True
@@ -276,10 +255,11 @@ class _ClientConnection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__  # httptools raises its own error, with ours as the context
-            if not isinstance(cause, _Refused):
+            # httptools raises its own error, with ours as the context: an ApiError ends the connection.
+            cause = exc.__context__
+            if not isinstance(cause, ApiError):
                 raise
-            self._refuse(cause.status, cause.message)
+            self._refuse(cause)
         except httptools.HttpParserUpgrade:
             # Upgrade (or CONNECT): the request is answered as any other, nothing after it is read.
             self._request.close = True
@@ -287,7 +267,7 @@ class _ClientConnection(asyncio.Protocol):
             if not self.busy:  # its head never completed
                 self.close()
         except httptools.HttpParserError as exc:
-            self._refuse(400, f"malformed HTTP request: {exc}")
+            self._refuse(ApiError(400, f"malformed HTTP request: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -306,25 +286,25 @@ class _ClientConnection(asyncio.Protocol):
     # httptools callbacks
     def on_message_begin(self) -> None:
         self._request = _Request()
-        self._url = []
-        self._body = []
-        self._size = 0
+        self._url: list[bytes] = []
+        self._body: list[bytes] = []
+        self._target_bytes = 0
         self._header_bytes = 0
-        self._declared = None
-        self._continue = False
         self._body_size = 0
+        self._declared: int | None = None  # Content-Length
+        self._continue = False  # Expect: 100-continue
         self.idle_since = time.monotonic()
 
     def on_url(self, url: bytes) -> None:
-        self._size += len(url)
-        if self._size > MAX_TARGET_BYTES:
-            raise _Refused(414, f"the request target is longer than {MAX_TARGET_BYTES} bytes")
+        self._target_bytes += len(url)
+        if self._target_bytes > MAX_TARGET_BYTES:
+            raise ApiError(414, f"the request target is longer than {MAX_TARGET_BYTES} bytes")
         self._url.append(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
         if self._header_bytes > MAX_HEADER_BYTES:
-            raise _Refused(431, f"the request's headers are longer than {MAX_HEADER_BYTES} bytes")
+            raise ApiError(431, f"the request's headers are longer than {MAX_HEADER_BYTES} bytes")
         request = self._request
         low = name.lower()
         if low in HOP_BY_HOP:
@@ -334,9 +314,7 @@ class _ClientConnection(asyncio.Protocol):
                 request.deadline = value.decode("latin-1")
             elif low == b"content-length":
                 self._declared = int(value) if value.isdigit() else None  # llhttp refuses any other
-            elif low != b"transfer-encoding":
-                request.headers.append((name, value))
-            return
+            return  # the rest describe the client's connection, not the request
         if low == b"origin":
             request.origin = value.decode("latin-1")
         elif low == b"referer":
@@ -355,15 +333,15 @@ class _ClientConnection(asyncio.Protocol):
         request.legacy = parser.get_http_version() == "1.0"
         length = self._declared
         if length is not None and length > self.listener.max_body:
-            raise _Refused(413, self._too_large())
-        if self._continue and (length or parser.get_method() in (b"POST", b"PUT", b"PATCH")):
+            raise ApiError(413, self._too_large())
+        if self._continue and (length or request.method in ("POST", "PUT", "PATCH")):
             assert self.transport is not None
             self.transport.write(CONTINUE)
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
         if self._body_size > self.listener.max_body:
-            raise _Refused(413, self._too_large())
+            raise ApiError(413, self._too_large())
         self._body.append(body)
 
     def on_message_complete(self) -> None:
@@ -389,9 +367,9 @@ class _ClientConnection(asyncio.Protocol):
             self._reading = False
             self.transport.pause_reading()
 
-    def _refuse(self, status: int, message: str) -> None:
-        """Answer a request that could not be read, once the ones before it are answered, and close."""
-        self._queue.append(ApiError(status, message))
+    def _refuse(self, error: ApiError) -> None:
+        """Answer a request that could not be read with ``error``, once the ones before it are answered, and close."""
+        self._queue.append(error)
         self._stop_reading()
         if not self.busy:
             self.busy = True
@@ -436,16 +414,15 @@ class _ClientConnection(asyncio.Protocol):
         return await listener.answer(request, self.client)
 
     def _origin_form(self, request: _Request) -> str:
-        """Return the path and query of an absolute-form target (``GET http://host/path``), its host checked."""
+        """Return the path and query of an absolute-form target (``GET http://host/path``); its host is the Host."""
         try:
             url = httptools.parse_url(request.target.encode("latin-1"))
         except httptools.HttpParserInvalidURLError:
             url = None
         if url is None or url.schema not in (b"http", b"https") or not url.host:
             raise ApiError(400, f"the request target must be a path, such as /data, not {request.target[:100]!r}")
-        authority = url.host.decode("latin-1") + (f":{url.port}" if url.port else "")
-        self.listener.check_target_host(authority)
-        request.host = authority
+        # The target's host is the request's (RFC 9112 section 3.2.2): the Host check looks at it.
+        request.host = url.host.decode("latin-1") + (f":{url.port}" if url.port else "")
         path = (url.path or b"/").decode("latin-1")
         return path + ("?" + url.query.decode("latin-1") if url.query else "")
 

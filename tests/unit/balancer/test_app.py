@@ -88,6 +88,7 @@ def backend(name: str) -> web.Application:
                 "body": body.decode(),
                 "forwarded_for": request.headers.get("X-Forwarded-For"),
                 "custom": request.headers.get("X-Custom"),
+                "hop_by_hop": [h for h in ("TE", "Proxy-Authorization", "Keep-Alive") if h in request.headers],
                 "deadline": request.headers.getall("X-Request-Deadline", []),
             },
             headers={"X-Backend": name},

@@ -96,6 +96,19 @@ def test_a_request_that_cannot_be_served_gets_a_json_error_and_the_connection_cl
     run(scenario)
 
 
+def test_headers_of_the_clients_connection_stop_at_the_balancer():
+    async def scenario(lab: Lab):
+        client = await two_backends(lab)
+        sent = {"X-Forwarded-For": "6.6.6.6", "TE": "trailers", "Proxy-Authorization": "Basic eA==", "X-Custom": "kept"}
+        async with client.get("/who", headers=sent) as response:
+            answer = await response.json()
+        assert answer["forwarded_for"] == "127.0.0.1"  # the balancer's own, not the client's claim
+        assert answer["custom"] == "kept"
+        assert answer["hop_by_hop"] == []
+
+    run(scenario)
+
+
 def test_http_1_0_keeps_the_connection_only_when_asked():
     async def scenario(lab: Lab):
         await two_backends(lab)
