@@ -1,8 +1,9 @@
 """Run one service in this process: ``python -m services PACKAGE`` (what the launcher and Docker run).
 
 A service is a folder of this package: ``config.py`` holds its settings class (a
-:class:`~services.kit.ServiceSettings`) and either ``serve.py`` serves it itself (the balancer,
-with its own listener on uvloop) or ``app.py`` has the ``create_app`` a WSGI server runs. Nothing here lists them.
+:class:`~services.kit.ServiceSettings`) and either ``serve.py`` serves it itself (the balancer and
+the gateway, each with its own listener on uvloop) or ``app.py`` has the ``create_app`` a WSGI
+server runs. Nothing here lists them.
 """
 
 from __future__ import annotations

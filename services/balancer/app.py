@@ -22,6 +22,7 @@ from ..kit import ADMIN_HEADER, ApiError, HttpMetrics, Knobs, check_admin_token,
 from ..kit.app import configure_logging
 from ..kit.config import ConfigError
 from ..kit.discovery import DnsDiscovery, DnsTarget
+from ..kit.listener import MAX_HEADER_BYTES, MAX_TARGET_BYTES  # the own routes' parser: the listener's limits
 from ..kit.metrics import exposition
 from ..kit.models import Added, NewBackend, PoolStatus, Removed
 from ..kit.openapi import ADMIN, ControlChange, ControlView, KnobChanges, responses, with_knobs
@@ -35,9 +36,6 @@ from .proxy import Proxy
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-MAX_REQUEST_LINE = 32_768
-# The most header bytes a request may have (the listener refuses more with a 431).
-MAX_HEADER_BYTES = 32_768
 # What a client learns of a crash: the traceback goes to the balancer's log.
 CRASH_MESSAGE = "internal error; see the load balancer's log"
 
@@ -227,7 +225,7 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     # once percent-encoded): aiohttp's own limit (8190 bytes) would refuse it with a plain-text 400.
     app = web.Application(
         client_max_size=config.max_body_bytes,
-        handler_args={"max_line_size": MAX_REQUEST_LINE, "max_field_size": MAX_HEADER_BYTES},
+        handler_args={"max_line_size": MAX_TARGET_BYTES, "max_field_size": MAX_HEADER_BYTES},
     )
     app[BALANCER] = balancer
     for method, path, name, admin in OWN_ROUTES:

@@ -11,23 +11,20 @@ import logging
 from typing import NamedTuple
 
 from ..kit import NoHealthyBackend, retryable
-from ..kit.deadline import DEADLINE_HEADER, Deadline
+from ..kit.deadline import Deadline
+from ..kit.listener import CONNECTION_HEADERS
 from ..kit.pool import IDEMPOTENT_METHODS, Backend
 from ..kit.tier import BalancedTier, no_backend_error
+from ..kit.upstream import Upstream, UpstreamError, UpstreamResponse
 from .inputs import gateway_address
-from .upstream import Upstream, UpstreamError, UpstreamResponse
 
 __all__ = ["HOP_BY_HOP", "RESPONSE_SKIP", "Forwarded", "Proxy"]
 
 log = logging.getLogger(__name__)
 
-# Headers that describe one connection, not the message (RFC 9110 section 7.6.1), plus the
-# ones the proxy sets itself.
-HOP_BY_HOP = frozenset(
-    {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection", b"te",
-     b"trailer", b"transfer-encoding", b"upgrade", b"host", b"content-length", b"x-forwarded-for",
-     DEADLINE_HEADER.lower().encode()}
-)  # fmt: skip
+# The client's connection headers (the kit's listener keeps them out of the request), plus the ones
+# the proxy sets itself.
+HOP_BY_HOP = CONNECTION_HEADERS | {b"x-forwarded-for"}
 # The gateway's Date stands (a proxy passes it on); its Server says nothing a client needs.
 RESPONSE_SKIP = HOP_BY_HOP | {b"server"}
 # A gateway builds its document once and answers at once after that.

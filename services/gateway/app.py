@@ -258,7 +258,10 @@ class Gateway:
 
     def read_data(self, key: str, deadline: Deadline) -> dict[str, Any]:
         """Return the body of ``GET /data?key=``: the record, whether it came from the cache, and this gateway."""
-        record, cached = self.cache_aside.read(key, deadline)
+        return self.data_body(key, *self.cache_aside.read(key, deadline))
+
+    def data_body(self, key: str, record: Any, cached: bool) -> dict[str, Any]:
+        """Return the body that answers ``GET /data?key=`` with ``record`` (``cached``: it came from the cache)."""
         return {"cached": cached, "data": record, "key": key, "gateway_id": self.config.gateway_id}
 
     def worker_call(self, method: str, path: str, payload: Any = NO_PAYLOAD) -> tuple[int, Any, dict[str, str]]:
@@ -323,20 +326,25 @@ PLAIN_KEY = re.compile(rf"[A-Za-z0-9_.~-]{{1,{MAX_KEY_CHARS}}}")
 DEADLINE_ENVIRON = "HTTP_" + DEADLINE_HEADER.upper().replace("-", "_")
 
 
-def _express_data(gateway: Gateway) -> Handler:
-    """Return the express lane's handler for ``GET /data`` (services/kit/express.py).
+def plain_data_key(query: str) -> str | None:
+    """Return the key a ``GET /data`` query names when it is plain (none, or ``key=`` a plain key), else None.
 
-    It takes no query or ``key=`` with a plain key; anything else goes to Flask and its validation.
+    A plain read is what the express lane and the gateway's listener answer themselves; anything
+    else goes to Flask and its validation.
     """
-    default = DataQuery.model_fields["key"].default
+    if not query:
+        return DataQuery.model_fields["key"].default
+    if query.startswith("key=") and PLAIN_KEY.fullmatch(query, 4) is not None:
+        return query[4:]
+    return None
+
+
+def _express_data(gateway: Gateway) -> Handler:
+    """Return the express lane's handler for ``GET /data`` (services/kit/express.py): plain reads only."""
 
     def handle(environ: dict[str, Any]) -> Answer | None:
-        query = environ.get("QUERY_STRING", "")
-        if not query:
-            key = default
-        elif query.startswith("key=") and PLAIN_KEY.fullmatch(query, 4) is not None:
-            key = query[4:]
-        else:
+        key = plain_data_key(environ.get("QUERY_STRING", ""))
+        if key is None:
             return None
         with gateway.admitted(environ.get("HTTP_AUTHORIZATION")) as outcome:
             body = gateway.read_data(key, gateway.deadline_of(environ.get(DEADLINE_ENVIRON)))

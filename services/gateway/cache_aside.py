@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -24,6 +24,11 @@ from ..kit.deadline import Deadline
 __all__ = ["ACROSS_GATEWAYS", "COALESCING", "OFF", "PER_GATEWAY", "CacheAside", "cache_key", "coalescing_mode"]
 
 log = logging.getLogger(__name__)
+
+# How an event loop asks the cache: (target, headers, timeout) -> (status, body).
+AskCache = Callable[[str, Mapping[str, str], float], Awaitable[tuple[int, bytes]]]
+# How an event loop runs blocking work on a thread: (function, *args) -> its result.
+RunBlocking = Callable[..., Awaitable[Any]]
 
 # The coalescing knob: off; per_gateway, one database read per key in each gateway (single-flight);
 # across_gateways, one in all of them (single-flight here, and the cache's lease on the key).
@@ -128,6 +133,11 @@ class CacheAside:
             registry=registry,
         )
 
+    @property
+    def cache_client(self) -> HttpClient:
+        """The client of the cache service (its address and timeouts)."""
+        return self._cache
+
     def read(self, key: str, deadline: Deadline) -> tuple[Any, bool]:
         """Return ``(record, cached)`` for ``key``; raise a 504 ApiError when ``deadline`` passes first."""
         use_cache = self._knobs["cache_enabled"]
@@ -135,7 +145,35 @@ class CacheAside:
             hit = self._cache_get(key, deadline)
             if hit is not None:
                 return hit, True
-        else:
+        return self.read_missed(key, deadline, use_cache)
+
+    async def read_async(self, key: str, deadline: Deadline, ask: AskCache, run: RunBlocking) -> tuple[Any, bool]:
+        """``read`` on an event loop: the cache lookup through ``ask``, a miss's work through ``run``.
+
+        ``ask(target, headers, timeout)`` sends ``GET target`` to the cache and returns its status
+        and body, or raises a ConnectionError; ``run(function, *args)`` runs the blocking rest of a
+        miss (coalescing, the database, filling the cache) on a thread and returns its result.
+        """
+        use_cache = self._knobs["cache_enabled"]
+        if use_cache and self._may_ask(deadline, count=True):
+            try:
+                timeout = deadline.timeout(self._cache.timeout, "the cache")
+                status, raw = await ask(_path("/cache/", cache_key(key)), deadline.headers(), timeout)
+                body = json.loads(raw) if status in (200, 404) else None
+            except ConnectionError as exc:
+                hit = self._not_asked(exc, deadline)[0]
+            except ValueError as exc:
+                self._cache_failed(exc)
+                hit = None
+            else:
+                hit = self._answered(status, body, count=True)[0]
+            if hit is not None:
+                return hit, True
+        return await run(self.read_missed, key, deadline, use_cache)
+
+    def read_missed(self, key: str, deadline: Deadline, use_cache: bool) -> tuple[Any, bool]:
+        """The rest of ``read`` once the cache missed (or was not asked: ``use_cache`` False, the cache off)."""
+        if not use_cache:
             self._counted["bypass"].inc()
         mode = self._knobs["coalescing"]
         if mode != OFF:
@@ -223,11 +261,7 @@ class CacheAside:
 
         ``lease`` asks the cache for the lease on a miss; ``count`` says whether this lookup shows in the metrics.
         """
-        if deadline.expired():
-            return None, None, False  # no time to ask: the database read that follows answers 504
-        if not self._allowed(self._cache_breaker):
-            if count:
-                self._counted["error"].inc()
+        if not self._may_ask(deadline, count):
             return None, None, False
         try:
             response = self._cache.request(
@@ -238,15 +272,32 @@ class CacheAside:
             )
             body = response.json() if response.status in (200, 404) else None
         except UpstreamError as exc:
-            if deadline.expired():  # cut short by the budget, not the cache's fault
-                return None, None, False
-            self._cache_failed(exc)
-            return None, None, False
+            return self._not_asked(exc, deadline)
         except ValueError as exc:
             self._cache_failed(exc)
             return None, None, False
+        return self._answered(response.status, body, count)
+
+    def _may_ask(self, deadline: Deadline, count: bool) -> bool:
+        """Return whether the cache may be asked now: time is left, and its breaker lets the call through."""
+        if deadline.expired():
+            return False  # no time to ask: the database read that follows answers 504
+        if not self._allowed(self._cache_breaker):
+            if count:
+                self._counted["error"].inc()
+            return False
+        return True
+
+    def _not_asked(self, error: Exception, deadline: Deadline) -> tuple[None, None, bool]:
+        """Count a lookup the cache did not answer, unless the request's budget cut it short."""
+        if not deadline.expired():  # cut short by the budget, not the cache's fault
+            self._cache_failed(error)
+        return None, None, False
+
+    def _answered(self, status: int, body: Any, count: bool) -> tuple[Any | None, str | None, bool]:
+        """Read the cache's answer (``body`` parsed): ``(record or None, lease token, whether another is filling)``."""
         self._cache_answered()
-        hit = response.status == 200 and isinstance(body, dict) and "value" in body
+        hit = status == 200 and isinstance(body, dict) and "value" in body
         if count:
             self._counted["hit" if hit else "miss"].inc()
         if hit:

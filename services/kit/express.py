@@ -61,9 +61,9 @@ class ExpressLanes:
         admission: Admission | None,
     ) -> None:
         self.behind: WsgiApp = app.wsgi_app  # Flask, for every request the lanes do not answer
-        self._dumps = app.json.dumps  # Flask's own encoder: the same bytes either way
-        self._metrics = metrics
-        self._hosts = hosts
+        self.dumps = app.json.dumps  # Flask's own encoder: the same bytes either way
+        self.metrics = metrics
+        self.hosts = hosts
         self._admission = admission
         self._exact: dict[str, _Lane] = {}
         self._prefixed: list[tuple[str, _Lane]] = []
@@ -89,9 +89,9 @@ class ExpressLanes:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         lane = self._lane(environ)
-        if lane is None or not host_allowed(environ.get("HTTP_HOST"), self._hosts):
+        if lane is None or not host_allowed(environ.get("HTTP_HOST"), self.hosts):
             return self.behind(environ, start_response)
-        metrics = self._metrics
+        metrics = self.metrics
         started = time.perf_counter()
         admission = self._admission if lane.admitted else None
         metrics.in_flight.inc()
@@ -114,7 +114,7 @@ class ExpressLanes:
             return self.behind(environ, start_response)  # counted there, as Flask serves it
         status, body, headers = answer
         metrics.observe(lane.route, "GET", status, time.perf_counter() - started)
-        payload = f"{self._dumps(body, indent=None, separators=(',', ':'))}\n".encode()
+        payload = f"{self.dumps(body, indent=None, separators=(',', ':'))}\n".encode()
         start_response(
             _status_line(status),
             [("Content-Type", "application/json"), ("Content-Length", str(len(payload))), *headers.items()],

@@ -28,7 +28,9 @@ GRANIAN_IDLE_MS = 60_000
 WORKER_TIMEOUT_SECONDS = 3600
 
 
-def _serve_gunicorn(target: str, settings: ServiceSettings, worker_class: str, threads: int) -> None:
+def _serve_gunicorn(
+    target: str, settings: ServiceSettings, worker_class: str, threads: int, on_app: OnApp | None
+) -> None:
     from gunicorn.app.base import BaseApplication
 
     class Embedded(BaseApplication):  # type: ignore[misc]
@@ -52,7 +54,7 @@ def _serve_gunicorn(target: str, settings: ServiceSettings, worker_class: str, t
 
         def load(self) -> Any:
             # Runs in the worker (after gevent patched the standard library, for gevent workers).
-            return _build(target)
+            return _build(target, on_app)
 
     Embedded().run()
 
@@ -80,15 +82,22 @@ def buffered(app: WsgiApp) -> WsgiApp:
     return call
 
 
-def _build(target: str) -> WsgiApp:
+# Called with the app a factory built, before the server serves it (a gateway starts its listener).
+OnApp = Callable[[Any], None]
+
+
+def _build(target: str, on_app: OnApp | None = None) -> WsgiApp:
     """Import ``target`` ("module:function") and return the app the factory builds."""
     import importlib
 
     module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)()
+    app = getattr(importlib.import_module(module), attr)()
+    if on_app is not None:
+        on_app(app)
+    return app
 
 
-def _serve_granian(target: str, settings: ServiceSettings, threads: int) -> None:
+def _serve_granian(target: str, settings: ServiceSettings, threads: int, on_app: OnApp | None) -> None:
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
     from granian.server import MTServer
@@ -116,20 +125,28 @@ def _serve_granian(target: str, settings: ServiceSettings, threads: int) -> None
         log_access=False,
         workers_kill_timeout=3,
         http1_settings=HTTP1Settings(header_read_timeout=GRANIAN_IDLE_MS),
-    ).serve(target_loader=lambda: buffered(_build(target)), wrap_loader=False)
+    ).serve(target_loader=lambda: buffered(_build(target, on_app)), wrap_loader=False)
 
 
-def serve_wsgi(target: str, settings: ServiceSettings, server: str, worker_class: str, threads: int) -> None:
+def serve_wsgi(
+    target: str,
+    settings: ServiceSettings,
+    server: str,
+    worker_class: str,
+    threads: int,
+    on_app: OnApp | None = None,
+) -> None:
     """Serve the app factory ``target`` ("module:function") on ``settings.host:settings.port``.
 
     ``threads`` request threads, plus threads for queued requests and ``settings.reserved_threads``
     kept for health and admin routes (services/kit/admission.py) when the server runs requests on threads.
+    ``on_app(app)`` is called with the app once it is built, before it is served.
     """
     if settings.admits_by_threads():
         threads += settings.queued_requests + settings.reserved_threads
     if server == "granian":
-        _serve_granian(target, settings, threads)
+        _serve_granian(target, settings, threads, on_app)
     elif server == "gunicorn":
-        _serve_gunicorn(target, settings, worker_class, threads)
+        _serve_gunicorn(target, settings, worker_class, threads, on_app)
     else:
         raise ValueError(f"unknown server {server!r}: use granian or gunicorn")

@@ -18,8 +18,7 @@ from yarl import URL
 from services.balancer.app import BALANCER, create_app
 from services.balancer.listener import Listener
 from services.kit.config import ConfigError
-
-from .test_upstream import EXTRAS, STALE, RawServer, Reply, Seen, listening_socket, reply, stop_accepting
+from tests.unit.kit.test_upstream import EXTRAS, STALE, RawServer, Reply, Seen, listening_socket, reply, stop_accepting
 
 ADMIN = {"X-Admin-Token": "t"}
 SEEN = web.AppKey("seen", list)

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from services.balancer import listener
 from services.balancer.listener import OwnRoutes
+from services.kit import listener as kit_listener
 
 from .test_app import SEEN, Lab, json_error, run, two_backends
 
@@ -166,8 +166,8 @@ def test_a_chunked_body_over_the_limit_is_a_413():
 
 
 def test_an_idle_connection_is_closed_after_the_keepalive_time(monkeypatch):
-    monkeypatch.setattr(listener, "KEEPALIVE_SECONDS", 0.2)
-    monkeypatch.setattr(listener, "SWEEP_SECONDS", 0.05)
+    monkeypatch.setattr(kit_listener, "KEEPALIVE_SECONDS", 0.2)
+    monkeypatch.setattr(kit_listener, "SWEEP_SECONDS", 0.05)
 
     async def scenario(lab: Lab):
         await two_backends(lab)

@@ -7,6 +7,7 @@ database, worker and microservice behind it, so its requests go all the way thro
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import re
 from collections.abc import Iterator
@@ -80,8 +81,12 @@ KNOB_VALUES: list[Any] = [1e308, -1e308, 10**400, -(10**400), 2**63, "NaN", None
 
 
 def flask_services() -> list[str]:
-    """Return the services built by a Flask ``create_app`` (the balancer serves itself)."""
-    return [name for name in service_packages() if not (SERVICES / name / "serve.py").exists()]
+    """Return the services whose ``create_app`` builds a Flask app (the balancer's is aiohttp's)."""
+    return [
+        name
+        for name in service_packages()
+        if inspect.signature(importlib.import_module(f"services.{name}.app").create_app).return_annotation == "Flask"
+    ]
 
 
 class Served(InThread):

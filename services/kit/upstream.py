@@ -1,11 +1,13 @@
-"""Keep-alive HTTP/1.1 connections from the balancer to one gateway, parsed by httptools.
+"""Keep-alive HTTP/1.1 connections from an asyncio service to one backend, parsed by httptools.
 
-aiohttp's client spent about two thirds of the balancer's CPU per request on this path; the
-balancer only ever sends a buffered request and reads a buffered answer, so it keeps a pool of
-asyncio protocols and lets httptools (llhttp, as in uvicorn) do the parsing.
+The asyncio side of the kit's HTTP client (httpclient.py is the threads' side): the balancer
+forwards requests to the gateways over it, and a gateway asks the cache over it. aiohttp's
+client spent about two thirds of the balancer's CPU per request on this path; a caller here only
+ever sends a buffered request and reads a buffered answer, so it keeps a pool of asyncio
+protocols and lets httptools (llhttp, as in uvicorn) do the parsing.
 
 A connection carries one request at a time, and goes back to the pool only when the answer to
-that request was read whole and nothing else came or waits on it. Any byte a gateway sends
+that request was read whole and nothing else came or waits on it. Any byte a backend sends
 outside an answer to a request written on that connection (after the answer, a second answer,
 anything while the connection is idle) closes the connection: read as the answer to the next
 request, such bytes would hand one client's answer to another.
@@ -20,17 +22,17 @@ from collections.abc import Iterable
 
 import httptools
 
-from ..kit import Failure
-from ..kit.httpclient import IDLE_LIMIT_SECONDS, NO_BODY_STATUSES, SWITCHING_PROTOCOLS
+from .httpclient import IDLE_LIMIT_SECONDS, NO_BODY_STATUSES, SWITCHING_PROTOCOLS
+from .pool import Failure
 
 __all__ = ["Upstream", "UpstreamError", "UpstreamResponse"]
 
-# Idle connections kept per gateway; more are opened under load and closed when returned.
+# Idle connections kept per backend; more are opened under load and closed when returned.
 MAX_IDLE = 256
 
 
 class UpstreamError(ConnectionError):
-    """A request to a gateway failed; ``failure`` says how (see :class:`Failure`)."""
+    """A request to a backend failed; ``failure`` says how (see :class:`Failure`)."""
 
     def __init__(self, failure: Failure, detail: str) -> None:
         super().__init__(detail)
@@ -38,7 +40,7 @@ class UpstreamError(ConnectionError):
 
 
 class UpstreamResponse:
-    """A buffered answer from a gateway."""
+    """A buffered answer from a backend."""
 
     __slots__ = ("body", "headers", "status")
 
@@ -49,7 +51,7 @@ class UpstreamResponse:
 
 
 class _Unasked(Exception):
-    """The gateway began another answer after the final one; raised to stop the parser there."""
+    """The backend began another answer after the final one; raised to stop the parser there."""
 
 
 class _Connection(asyncio.Protocol):
@@ -91,21 +93,21 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(Failure.BROKEN, "the gateway switched protocols (101), which the balancer never asks for")
+            self._fail(Failure.BROKEN, "the backend switched protocols (101), which a kit client never asks for")
         except httptools.HttpParserError as exc:
             if self._expecting:
-                self._fail(Failure.BROKEN, f"unreadable answer from the gateway: {exc}")
+                self._fail(Failure.BROKEN, f"unreadable answer from the backend: {exc}")
             else:  # more came after the final answer (see on_message_begin); that answer stands
                 self.discard()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.reusable = False
-        # Still expecting means the gateway closed it, not the balancer (discard ends expecting).
+        # Still expecting means the backend closed it, not this side (discard ends expecting).
         if self._expecting and exc is None and self._ends_at_close():
             self.on_message_complete()
             return
-        self._fail(Failure.BROKEN, f"the gateway closed the connection ({exc or 'EOF'})")
+        self._fail(Failure.BROKEN, f"the backend closed the connection ({exc or 'EOF'})")
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -132,7 +134,7 @@ class _Connection(asyncio.Protocol):
         status = parser.get_status_code()
         if status < 200:
             if status < 100 or status == SWITCHING_PROTOCOLS:
-                self._fail(Failure.BROKEN, f"the gateway answered with status {status}")
+                self._fail(Failure.BROKEN, f"the backend answered with status {status}")
                 return
             # An interim answer (100 Continue, 103 Early Hints) to this request: the final one follows.
             self._headers, self._body = [], []
@@ -144,7 +146,7 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(UpstreamResponse(status, self._headers, b"".join(self._body)))
 
     def _ends_at_close(self) -> bool:
-        """Return whether the answer being read has no framing, so the gateway's close ends it (HTTP/1.0 style)."""
+        """Return whether the answer being read has no framing, so the backend's close ends it (HTTP/1.0 style)."""
         status = self._parser.get_status_code()
         if not self._head_read or self._head_only or status < 200 or status in NO_BODY_STATUSES:
             return False
@@ -163,7 +165,7 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        # Unsent request bytes are dropped, not flushed: after an early answer the gateway would
+        # Unsent request bytes are dropped, not flushed: after an early answer the backend would
         # take the rest of a body (whatever a client put in it) for a request of its own.
         if abort or transport.get_write_buffer_size():
             transport.abort()
@@ -173,7 +175,7 @@ class _Connection(asyncio.Protocol):
     def usable(self) -> bool:
         """Return whether this idle connection may carry a request: open, and nothing arrived on it.
 
-        Also asks the kernel: bytes (or the gateway's close) that reached the socket in this turn of
+        Also asks the kernel: bytes (or the backend's close) that reached the socket in this turn of
         the event loop are not delivered yet, and would otherwise be read as the next answer.
         """
         if not self.reusable or self.closed or self.transport is None or self.transport.is_closing():
@@ -183,7 +185,7 @@ class _Connection(asyncio.Protocol):
     def spent(self) -> bool:
         """Return whether this connection, its exchange done, must not go back to the pool.
 
-        Bytes of the request still unsent mean the gateway answered early (a 413, say) and would
+        Bytes of the request still unsent mean the backend answered early (a 413, say) and would
         read the rest of the body as a request of its own.
         """
         transport = self.transport
@@ -196,8 +198,8 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self.received_any = False
         if self.closed or self.transport.is_closing():
-            # The gateway hung up between connect (or the last answer) and now: it may be dying.
-            raise UpstreamError(Failure.BROKEN, "the gateway closed the connection before the request")
+            # The backend hung up between connect (or the last answer) and now: it may be dying.
+            raise UpstreamError(Failure.BROKEN, "the backend closed the connection before the request")
         loop = asyncio.get_running_loop()
         self._waiter = waiter = loop.create_future()
         self._headers, self._body, self._head_only, self._head_read = [], [], head_only, False
@@ -222,7 +224,7 @@ class _Connection(asyncio.Protocol):
 
 
 class Upstream:
-    """A pool of keep-alive connections to one gateway."""
+    """A pool of keep-alive connections to one backend."""
 
     def __init__(self, host: str, port: int, connect_timeout: float, timeout: float, own_host: bool = True) -> None:
         """Connect to ``host``:``port``; ``own_host``: name it as Host, else the caller's headers carry one."""
@@ -266,7 +268,7 @@ class Upstream:
 
         ``timeout`` (default: the upstream timeout) is how long to wait for the answer.
 
-        A kept-alive connection that the gateway had already closed is replaced by a new one
+        A kept-alive connection that the backend had already closed is replaced by a new one
         (once) when nothing came back on it and the request is safe to send again.
         """
         raw = self._head(method, target, headers, body) + body
@@ -300,9 +302,9 @@ class Upstream:
             self._active.discard(conn)
 
     def abort_in_flight(self) -> int:
-        """Cut every request waiting on this gateway (it was marked down); return how many.
+        """Cut every request waiting on this backend (it was marked down); return how many.
 
-        A paused gateway keeps its connections open and never answers: without this, its
+        A paused backend keeps its connections open and never answers: without this, its
         requests would wait for the full timeout before they could go elsewhere.
         """
         active = list(self._active)

@@ -1,4 +1,4 @@
-"""The balancer's upstream pool, against raw asyncio servers on 127.0.0.1 that the tests control byte by byte."""
+"""The kit's asyncio upstream pool, against raw asyncio servers on 127.0.0.1 that the tests control byte by byte."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from services.balancer.upstream import Upstream, UpstreamError, UpstreamResponse
 from services.kit.pool import Failure
+from services.kit.upstream import Upstream, UpstreamError, UpstreamResponse
 
 
 @dataclass
