@@ -219,5 +219,6 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     app.extensions["cache_leases"] = leases
     app.url_map.converters["path"] = KeyConverter  # before the routes are added, which bind it
     app.register_blueprint(bp)
-    express(app, EXPRESS_PREFIX, "/cache/<path:key>", _express_read(store, leases), prefix=True)
+    # A read waits on nothing but the store's lock: the listener in front runs it on its event loop (serve.py).
+    express(app, EXPRESS_PREFIX, "/cache/<path:key>", _express_read(store, leases), prefix=True, blocking=False)
     return app

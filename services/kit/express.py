@@ -30,7 +30,7 @@ from .errors import INTERNAL_ERROR, ApiError, error_body
 from .metrics import HttpMetrics
 from .origin import host_allowed
 
-__all__ = ["EXPRESS", "Answer", "ExpressLanes", "Handler", "express"]
+__all__ = ["EXPRESS", "Answer", "ExpressLanes", "Handler", "Lane", "Served", "express"]
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,17 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 @dataclass(frozen=True)
-class _Lane:
+class Lane:
+    """One route the lanes answer."""
+
     route: str  # the Flask rule, so both paths count under one label
     handler: Handler
     admitted: bool  # takes a request slot (reserved routes such as /health do not)
+    blocking: bool  # may wait on I/O: never run on an event loop (services/kit/front.py)
+
+
+# What a lane answered: the status, the headers and the JSON body's bytes.
+Served = tuple[int, list[tuple[str, str]], bytes]
 
 
 class ExpressLanes:
@@ -65,21 +72,29 @@ class ExpressLanes:
         self.metrics = metrics
         self.hosts = hosts
         self._admission = admission
-        self._exact: dict[str, _Lane] = {}
-        self._prefixed: list[tuple[str, _Lane]] = []
+        self._exact: dict[str, Lane] = {}
+        self._prefixed: list[tuple[str, Lane]] = []
 
-    def add(self, path: str, route: str, handler: Handler, admitted: bool = True, prefix: bool = False) -> None:
+    def add(
+        self,
+        path: str,
+        route: str,
+        handler: Handler,
+        admitted: bool = True,
+        prefix: bool = False,
+        blocking: bool = True,
+    ) -> None:
         """Answer ``GET path`` (or any path under ``path`` with ``prefix``) with ``handler``, counted as ``route``."""
-        lane = _Lane(route, handler, admitted)
+        lane = Lane(route, handler, admitted, blocking)
         if prefix:
             self._prefixed.append((path, lane))
         else:
             self._exact[path] = lane
 
-    def _lane(self, environ: dict[str, Any]) -> _Lane | None:
-        if environ["REQUEST_METHOD"] != "GET":
+    def lane(self, method: str, path: str) -> Lane | None:
+        """Return the lane that answers ``method`` on ``path`` (the decoded path, as WSGI's PATH_INFO), if any."""
+        if method != "GET":
             return None
-        path = environ.get("PATH_INFO", "")
         lane = self._exact.get(path)
         if lane is None:
             for start, candidate in self._prefixed:
@@ -88,12 +103,24 @@ class ExpressLanes:
         return lane
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        lane = self._lane(environ)
+        lane = self.lane(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""))
         if lane is None or not host_allowed(environ.get("HTTP_HOST"), self.hosts):
             return self.behind(environ, start_response)
+        served = self.serve(lane, environ, self._admission if lane.admitted else None)
+        if served is None:
+            return self.behind(environ, start_response)  # counted there, as Flask serves it
+        status, headers, payload = served
+        start_response(_status_line(status), headers)
+        return [payload]
+
+    def serve(self, lane: Lane, environ: dict[str, Any], admission: Admission | None = None) -> Served | None:
+        """Answer a request (its WSGI ``environ``) through ``lane``: counted, timed, errors as JSON.
+
+        Return None when the handler leaves the request to Flask. ``admission``: take a request
+        slot for the handler's run (an event loop's lanes take none: they hold no thread).
+        """
         metrics = self.metrics
         started = time.perf_counter()
-        admission = self._admission if lane.admitted else None
         metrics.in_flight.inc()
         try:
             if admission is not None:
@@ -111,15 +138,12 @@ class ExpressLanes:
         finally:
             metrics.in_flight.dec()
         if answer is None:
-            return self.behind(environ, start_response)  # counted there, as Flask serves it
+            return None
         status, body, headers = answer
         metrics.observe(lane.route, "GET", status, time.perf_counter() - started)
         payload = f"{self.dumps(body, indent=None, separators=(',', ':'))}\n".encode()
-        start_response(
-            _status_line(status),
-            [("Content-Type", "application/json"), ("Content-Length", str(len(payload))), *headers.items()],
-        )
-        return [payload]
+        framing = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+        return status, [*framing, *headers.items()], payload
 
 
 @cache
@@ -128,11 +152,21 @@ def _status_line(status: int) -> str:
     return f"{status} {HTTP_STATUS_CODES.get(status, 'unknown').upper()}"
 
 
-def express(app: Flask, path: str, route: str, handler: Handler, admitted: bool = True, prefix: bool = False) -> None:
+def express(
+    app: Flask,
+    path: str,
+    route: str,
+    handler: Handler,
+    admitted: bool = True,
+    prefix: bool = False,
+    blocking: bool = True,
+) -> None:
     """Serve ``GET path`` of a kit-built ``app`` through ``handler`` when the request is ordinary.
 
     ``route`` is the Flask rule of the same route (its metrics label); ``handler(environ)``
     returns ``(status, JSON body, headers)``, raises an ApiError, or returns ``None`` to hand the
     request to Flask. ``admitted=False`` for routes that take no request slot (health, status).
+    ``blocking=False`` for a handler that never waits on I/O: an event loop in front of the app
+    may run it (services/kit/front.py).
     """
-    app.extensions[EXPRESS].add(path, route, handler, admitted=admitted, prefix=prefix)
+    app.extensions[EXPRESS].add(path, route, handler, admitted=admitted, prefix=prefix, blocking=blocking)

@@ -11,7 +11,8 @@ import pytest
 import requests
 from werkzeug.test import Client
 
-from services.gateway.serve import start_listener
+from services.gateway.front import GatewayListener
+from services.kit.front import start_listener
 
 from .conftest import Served, closed_url
 
@@ -25,7 +26,7 @@ class Fronted:
         self.app = app
         sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self.running = start_listener(app, sock, app_port, threads=4)
+        self.running = start_listener(GatewayListener(app, app_port, app.extensions["gateway"].config), sock)
 
     def get(self, path: str, **kwargs) -> requests.Response:
         return requests.get(self.url + path, timeout=10, **kwargs)
