@@ -213,7 +213,13 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     knob_targets = {"default_ttl_seconds": (store, "default_ttl"), "lease_seconds": (leases, "seconds")}
     knobs.on_change(lambda name, value: setattr(*knob_targets[name], value))
     app = create_service_app(
-        "cache", config, knobs, registry, api, health=lambda: {"entries": len(store), "bytes": store.bytes_used()}
+        "cache",
+        config,
+        knobs,
+        registry,
+        api,
+        health=lambda: {"entries": len(store), "bytes": store.bytes_used()},
+        health_waits=False,
     )
     app.extensions["cache_store"] = store
     app.extensions["cache_leases"] = leases

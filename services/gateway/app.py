@@ -431,7 +431,7 @@ def create_app(overrides: dict[str, Any] | None = None, registry: CollectorRegis
     config = load_config(GatewayConfig, overrides)
     registry = registry or CollectorRegistry()
     gateway = Gateway(config, registry)
-    app = create_service_app("gateway", config, gateway.knobs, registry, api, health=gateway.health)
+    app = create_service_app("gateway", config, gateway.knobs, registry, api, health=gateway.health, health_waits=False)
     app.extensions["gateway"] = gateway
     app.register_blueprint(bp)
     admin = require_admin(config.admin_token)

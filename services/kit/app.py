@@ -63,6 +63,7 @@ def create_service_app(
     registry: CollectorRegistry,
     api: SpecTree,
     health: Callable[[], dict[str, Any]] | None = None,
+    health_waits: bool = True,
 ) -> Flask:
     """Return a Flask app with the routes and behaviour every ScaleLab service shares.
 
@@ -73,6 +74,8 @@ def create_service_app(
     :param api: the service's API description (services/kit/openapi.py): it documents and validates
         the shared routes here as well as the service's own, and serves ``/openapi.json``.
     :param health: extra fields for ``/health`` (e.g. a dependency's state).
+    :param health_waits: whether ``health`` may wait on I/O (a query); when it never does, a
+        listener in front of the app (services/kit/front.py) answers ``/health`` on its loop.
     """
     settings.instance = settings.instance or service
     configure_logging(settings, service)
@@ -162,5 +165,5 @@ def create_service_app(
     # Health probes arrive several times a second from every prober: the lane answers them.
     app.extensions[EXPRESS] = lanes = ExpressLanes(app, metrics, hosts, admission)
     app.wsgi_app = lanes  # type: ignore[method-assign]
-    lanes.add("/health", "/health", lambda _environ: (200, health_body(), {}), admitted=False)
+    lanes.add("/health", "/health", lambda _environ: (200, health_body(), {}), admitted=False, blocking=health_waits)
     return app

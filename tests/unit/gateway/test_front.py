@@ -147,6 +147,7 @@ def test_a_read_with_the_cache_down_comes_from_the_database(make_gateway, backen
 
 def test_a_gateway_whose_app_does_not_answer_says_so_in_json(make_gateway, front):
     fronted = front(make_gateway(), app_reachable=False)
-    answer = fronted.get("/health")
+    answer = fronted.get("/token")
     assert "gateway's app did not answer" in json_error(answer, 503)["error"]
     assert answer.headers["Retry-After"] == "1"
+    assert fronted.get("/health").status_code == 200  # answered on the listener's loop
