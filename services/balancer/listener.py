@@ -112,6 +112,10 @@ class Listener(HttpListener):
         self.balancer.metrics.observe("proxy", method, status, time.perf_counter() - started)
         return status, headers, body
 
+    def refused(self, method: str, status: int) -> None:
+        """Count a request refused as it was read, as a request no route matches."""
+        self.balancer.metrics.observe("unmatched", method, status, 0.0)
+
     def refusal(self, request: Request) -> str | None:
         """Return why ``request`` must be refused with 403 (its Host, or its Origin for a change), or None."""
         seen = {"Host": request.host, "Origin": request.origin, "Referer": request.referer}

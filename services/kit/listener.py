@@ -125,6 +125,9 @@ class HttpListener:
         """Return the status, headers and body that answer ``request`` from ``client`` (its address)."""
         raise NotImplementedError
 
+    def refused(self, method: str, status: int) -> None:
+        """Count a request refused as it was read (``status``: 400, 413, 414, 431); a subclass with metrics does."""
+
     async def start(self, host: str = "127.0.0.1", port: int = 0, sock: socket.socket | None = None) -> None:
         """Open, then listen on ``host``:``port``, or on ``sock``."""
         await self.open()
@@ -234,6 +237,7 @@ class _ClientConnection(asyncio.Protocol):
         self._body_size = 0
         self._declared: int | None = None  # Content-Length
         self._continue = False  # Expect: 100-continue
+        self._head_read = False
         self.idle_since = time.monotonic()
 
     def on_url(self, url: bytes) -> None:
@@ -269,6 +273,7 @@ class _ClientConnection(asyncio.Protocol):
         request = self._request
         parser = self._parser
         request.method = parser.get_method().decode("latin-1")
+        self._head_read = True
         request.head_only = request.method == "HEAD"
         request.close = not parser.should_keep_alive()
         request.legacy = parser.get_http_version() == "1.0"
@@ -307,6 +312,8 @@ class _ClientConnection(asyncio.Protocol):
 
     def _refuse(self, error: ApiError) -> None:
         """Answer a request that could not be read with ``error``, once the ones before it are answered, and close."""
+        # The method is known once the head is read (llhttp's is a default until then): else "other".
+        self.listener.refused(self._request.method if self._head_read else "", error.status)
         self._queue.append(error)
         self._stop_reading()
         if not self.busy:

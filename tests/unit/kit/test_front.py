@@ -106,3 +106,14 @@ def test_a_service_whose_app_does_not_answer_says_so_in_json(fronted):
     assert answer.status_code == 503
     assert answer.json()["error"] == "cache's app did not answer; see cache's log"
     assert answer.headers["Retry-After"] == "1"
+
+
+def test_a_request_the_listener_cannot_read_is_counted_as_the_app_counts_one(fronted):
+    cache = fronted()
+    port = int(cache.url.rsplit(":", 1)[1])
+    for n in range(3):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(f"BREW{n} /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            assert raw.recv(65536).startswith(b"HTTP/1.1 400 ")
+    labels = {"route": "unmatched", "method": "other", "status": "400"}
+    assert cache.registry.get_sample_value(REQUESTS, labels) == 3
