@@ -7,9 +7,6 @@ it (services/kit/front.py).
 
 from __future__ import annotations
 
-import sys
-
-from ..kit.config import ConfigError, load_config
 from ..kit.front import ExpressListener, serve_fronted
 from .config import CacheConfig
 
@@ -18,9 +15,4 @@ __all__ = ["serve"]
 
 def serve() -> None:
     """Serve the cache configured by the environment until the server is told to stop."""
-    try:
-        settings = load_config(CacheConfig)
-    except ConfigError as exc:
-        print(f"cache: {exc}", file=sys.stderr)
-        sys.exit(2)
-    serve_fronted("services.cache.app:create_app", settings, ExpressListener)
+    serve_fronted("services.cache.app:create_app", CacheConfig, ExpressListener)

@@ -322,6 +322,8 @@ def _protected(view):  # type: ignore[no-untyped-def]
 
 # The /data keys the express lane reads straight from the query: characters that need no decoding.
 PLAIN_KEY = re.compile(rf"[A-Za-z0-9_.~-]{{1,{MAX_KEY_CHARS}}}")
+# The key a /data read without one asks for.
+DEFAULT_KEY = DataQuery.model_fields["key"].default
 # The WSGI name of the X-Request-Deadline header.
 DEADLINE_ENVIRON = "HTTP_" + DEADLINE_HEADER.upper().replace("-", "_")
 
@@ -333,7 +335,7 @@ def plain_data_key(query: str) -> str | None:
     else goes to Flask and its validation.
     """
     if not query:
-        return DataQuery.model_fields["key"].default
+        return DEFAULT_KEY
     if query.startswith("key=") and PLAIN_KEY.fullmatch(query, 4) is not None:
         return query[4:]
     return None

@@ -40,7 +40,6 @@ class GatewayListener(ExpressListener):
     def __init__(self, app: Flask, app_port: int, settings: GatewayConfig) -> None:
         super().__init__(app, app_port, settings)
         self.gateway: Gateway = app.extensions["gateway"]
-        self._dumps: Callable[..., str] = self.lanes.dumps  # Flask's encoder: the same bytes as the app's answers
         # A miss's database and microservice calls block: they get threads, as the app's requests do.
         self._blocking = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="gateway-read")
         self._cache: Upstream | None = None
@@ -88,7 +87,8 @@ class GatewayListener(ExpressListener):
         finally:
             metrics.in_flight.dec()
         metrics.observe("/data", "GET", status, time.perf_counter() - started)
-        payload = f"{self._dumps(body, indent=None, separators=(',', ':'))}\n".encode()
+        # Flask's encoder, as the lanes use: the same bytes as the app's answers.
+        payload = f"{self.lanes.dumps(body, indent=None, separators=(',', ':'))}\n".encode()
         headers = [JSON_TYPE, (b"Date", http_date())]
         headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items())
         return status, headers, payload

@@ -28,6 +28,7 @@ from urllib.parse import unquote_to_bytes
 
 from flask import Flask
 
+from .config import ConfigError, load_config
 from .deadline import DEADLINE_HEADER
 from .errors import error_body
 from .express import EXPRESS, ExpressLanes
@@ -78,11 +79,12 @@ class ExpressListener(HttpListener):
     async def answer(self, request: Request, client: str) -> Answer:
         """Answer a request through a lane that never blocks, when it has one; else pass it to the app."""
         path, _, query = request.target.partition("?")
-        lane = self.lanes.lane(request.method, unquote_to_bytes(path).decode("latin-1"))
+        path = unquote_to_bytes(path).decode("latin-1")  # as WSGI's PATH_INFO, which the lanes read
+        lane = self.lanes.lane(request.method, path)
         if lane is not None and not lane.blocking and host_allowed(request.host, self.lanes.hosts):
             environ = {
                 "REQUEST_METHOD": request.method,
-                "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
+                "PATH_INFO": path,
                 "QUERY_STRING": query,
                 "HTTP_HOST": request.host,
             }
@@ -179,13 +181,20 @@ def _loopback_port() -> int:
         return probe.getsockname()[1]
 
 
-def serve_fronted(target: str, settings: ServiceSettings, make_listener: MakeListener) -> None:
-    """Serve the app factory ``target`` behind the listener ``make_listener`` builds, on the settings' port.
+def serve_fronted(target: str, settings_class: type[ServiceSettings], make_listener: MakeListener) -> None:
+    """Serve the app factory ``target`` behind the listener ``make_listener`` builds, on its settings' port.
 
-    With gunicorn (``SCALELAB_SERVER=gunicorn``), whose gevent worker would turn the listener's
-    thread into a greenlet, the app serves the public port itself, its express lanes included.
+    The settings are ``settings_class`` read from the environment. With gunicorn
+    (``SCALELAB_SERVER=gunicorn``), whose gevent worker would turn the listener's thread into a
+    greenlet, the app serves the public port itself, its express lanes included.
     """
-    name = settings.instance or target.split(".")[1]
+    service = target.split(".")[1]
+    try:
+        settings = load_config(settings_class)
+    except ConfigError as exc:
+        print(f"{service}: {exc}", file=sys.stderr)
+        sys.exit(2)
+    name = settings.instance or service
     if settings.server != "granian":
         if settings.server == "gunicorn" and settings.worker_class == "gevent":
             from gevent import monkey
